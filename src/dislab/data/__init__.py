@@ -1,0 +1,42 @@
+"""Ground-truth data sets: one interface (factors in, images out), one file per data set.
+
+>>> import dislab.data as dd
+>>> data = dd.load("dsprites")          # rendered procedurally; path=... reads the official file
+>>> factors = data.sample_factors(8, rng=0)
+>>> x = data.images(factors)            # (8, 1, 64, 64) float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from dislab.data.base import (
+    DataError,
+    FunctionData,
+    GroundTruthData,
+    as_rng,
+    available,
+    from_function,
+    load,
+    register,
+)
+
+__all__ = [
+    "DataError",
+    "FunctionData",
+    "GroundTruthData",
+    "as_rng",
+    "available",
+    "from_function",
+    "load",
+    "register",
+]
+
+# Each module registers its data sets with ``@register``.
+_MODULES = ["dsprites", "shapes3d", "mpi3d", "smallnorb", "cars3d", "perturbed"]
+for _m in _MODULES:
+    try:
+        importlib.import_module(f"dislab.data.{_m}")
+    except ModuleNotFoundError as _e:  # a module not written yet; anything else is a bug
+        if _e.name != f"dislab.data.{_m}":
+            raise

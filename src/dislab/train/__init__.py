@@ -1,0 +1,1 @@
+"""dislab.train."""

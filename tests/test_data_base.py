@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+import dislab.data as dd
+
+
+def test_index_factor_round_trip_and_c_order():
+    data = dd.from_function([2, 3, 4])
+    idx = np.arange(len(data))
+    f = data.factors(idx)
+    assert f.shape == (24, 3)
+    # C order: last factor varies fastest
+    assert f[1].tolist() == [0, 0, 1] and f[4].tolist() == [0, 1, 0]
+    assert np.array_equal(data.index(f), idx)
+    # StateSpaceAtomIndex test of disentanglement_lib (REFERENCE.md §5)
+    d2 = dd.from_function([2, 2])
+    assert d2.index([[0, 1], [1, 0], [1, 1], [0, 0]]).tolist() == [1, 2, 3, 0]
+
+
+def test_from_function_observation_is_factors():
+    data = dd.from_function([3, 5], factor_names=["a", "b"])
+    f = data.sample_factors(100, rng=0)
+    assert data.observation_shape == (2,)
+    assert np.array_equal(data.images(f), f.astype(np.float32))
+    assert np.array_equal(data.sample_factors(100, rng=0), f)
+
+
+def test_factor_out_of_range_names_factor():
+    data = dd.from_function([3, 5], factor_names=["a", "b"])
+    with pytest.raises(dd.DataError, match="'b'.*0..4"):
+        data.index([[0, 5]])
+    with pytest.raises(dd.DataError, match="shape"):
+        data.index(np.zeros((2, 3), dtype=int))
+    with pytest.raises(dd.DataError, match="out of range"):
+        data.factors([15])
+
+
+def test_unknown_name_lists_known():
+    with pytest.raises(dd.DataError, match="Unknown data set 'nope'"):
+        dd.load("nope")
+
+
+def test_custom_sampler_is_used():
+    data = dd.from_function([4, 4])
+    data.set_sampler(lambda n, rng: np.zeros((n, 2), dtype=np.int64))
+    assert np.all(data.sample_factors(10, 0) == 0)
+    assert np.all(data.sample_index(10, 0) == 0)
