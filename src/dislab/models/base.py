@@ -83,6 +83,37 @@ class Method(nn.Module):
         """The posterior mean, ``(B, latent_dim)``: what metrics score by default."""
         return self.encode(x)[0]
 
+    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] for codes ``z``: ``sigmoid(decode(z))`` (decoders output logits for
+        both reconstruction losses, as in disentanglement_lib)."""
+        return torch.sigmoid(self.decode(z))
+
+    #: Keyword options every method accepts besides its ``hparams`` (``dataset_size`` is passed
+    #: by the trainer as ``len(data)``; methods that do not need it ignore it).
+    shared_options: ClassVar[tuple[str, ...]] = (
+        "latent_dim", "arch", "reconstruction", "dataset_size",
+    )
+
+    @classmethod
+    def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """``cls.hparams`` defaults overridden by ``given``; an unknown key raises a DislabError
+        naming the valid ones. Ints given for float defaults become floats."""
+        unknown = sorted(k for k in given if k not in cls.hparams)
+        if unknown:
+            valid = sorted(cls.hparams) + list(cls.shared_options)
+            raise DislabError(
+                f"Unknown hyper-parameter(s) {', '.join(unknown)} for model {cls.name!r}. "
+                f"Valid options: {', '.join(valid)} (see `dislab models`)."
+            )
+        out: dict[str, Any] = {}
+        for key, hp in cls.hparams.items():
+            value = given.get(key, hp.default)
+            if isinstance(hp.default, float) and isinstance(value, int) \
+                    and not isinstance(value, bool):
+                value = float(value)
+            out[key] = value
+        return out
+
 
 _REGISTRY: dict[str, type[Method]] = {}
 
