@@ -1,0 +1,168 @@
+"""Where runs execute: a local process pool, or Ray (a cluster or a Ray started on the spot).
+
+Both backends call :func:`dislab.study.runner.execute_run` once per pending run and report
+each finished run to a callback; the run folders (and so the table) are the same either way.
+
+* ``local``: a ``concurrent.futures.ProcessPoolExecutor`` with the *spawn* start method (no
+  forked torch state), ``workers`` processes (default: the usable cores), each run with
+  ``threads`` torch threads (default: cores // workers, at least 1).
+* ``ray``: ``ray.init(address=...)`` (an existing cluster, e.g. ``auto`` or
+  ``ray://head:10001``) or, without an address, a local Ray with ``workers × threads`` CPUs;
+  every run is a Ray task asking for ``threads`` CPUs. On a cluster the study folder must be on
+  a file system that every node sees (NFS, a mounted bucket): the tasks write the run folders
+  there. The driver also writes each returned record, so the table is complete even where it
+  is not shared (but then resuming needs the nodes' folders).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from dislab.errors import DislabError
+from dislab.study.runner import DEFAULT_RUN_FN, execute_run
+
+__all__ = ["run_local", "run_ray", "BACKENDS"]
+
+OnStart = Callable[[dict[str, Any]], None]
+OnDone = Callable[[dict[str, Any]], None]
+
+
+def _init_worker(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    os.environ["DISLAB_THREADS"] = str(threads)
+
+
+def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
+              run_fn: str = DEFAULT_RUN_FN, on_start: OnStart | None = None,
+              on_done: OnDone | None = None) -> list[dict[str, Any]]:
+    """Execute ``runs`` in a pool of ``workers`` spawned processes; return their records."""
+    if not runs:
+        return []
+    records: list[dict[str, Any]] = []
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(runs))), mp_context=context,
+                               initializer=_init_worker, initargs=(threads,))
+    queue = list(runs)
+    in_flight: dict[Any, dict[str, Any]] = {}
+    try:
+        while queue or in_flight:
+            # Keep exactly `workers` runs submitted so that "running" is accurate.
+            while queue and len(in_flight) < workers:
+                run = queue.pop(0)
+                future = pool.submit(execute_run, run, str(study_dir), run_fn, threads)
+                in_flight[future] = run
+                if on_start:
+                    on_start(run)
+            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = in_flight.pop(future)
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    raise DislabError(
+                        f"A worker process died while running {run['run_id']} (out of memory? "
+                        "killed?). Finished runs are kept; re-run the same command to resume, "
+                        "maybe with fewer --workers."
+                    ) from None
+                records.append(record)
+                if on_done:
+                    on_done(record)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return records
+
+
+def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
+            address: str | None = None, run_fn: str = DEFAULT_RUN_FN,
+            on_start: OnStart | None = None, on_done: OnDone | None = None,
+            shutdown: bool = True) -> list[dict[str, Any]]:
+    """Execute ``runs`` as Ray tasks (``threads`` CPUs each); return their records."""
+    try:
+        import ray
+    except ImportError:
+        raise DislabError("The Ray backend needs Ray: pip install 'dislab[ray]' (or "
+                          "pip install ray), or use --backend local.") from None
+    if not runs:
+        return []
+    started_here = False
+    if not ray.is_initialized():
+        env = {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                            "DISLAB_THREADS": str(threads)}}
+        if address:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, workers) * threads, include_dashboard=False,
+                     runtime_env=env, log_to_driver=False,
+                     object_store_memory=200 * 1024 * 1024)
+        started_here = True
+    remote = ray.remote(num_cpus=threads, max_retries=0)(execute_run)
+    records: list[dict[str, Any]] = []
+    pending: dict[Any, dict[str, Any]] = {}
+    try:
+        for run in runs:
+            ref = remote.remote(run, str(study_dir), run_fn, threads)
+            pending[ref] = run
+        started: set[str] = set()
+        last_poll = 0.0
+        while pending:
+            if on_start and time.time() - last_poll > 1.0:
+                # Ray does not say which tasks run now; assume the oldest `workers` do.
+                for run in list(pending.values())[:workers]:
+                    if run["run_id"] not in started:
+                        started.add(run["run_id"])
+                        on_start(run)
+                last_poll = time.time()
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                run = pending.pop(ref)
+                if run["run_id"] not in started and on_start:
+                    started.add(run["run_id"])
+                    on_start(run)
+                try:
+                    record = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    record = {"run_id": run["run_id"], "status": "failed",
+                              "error": f"Ray task failed: {type(e).__name__}: {e}",
+                              "result": None}
+                _mirror(record, run, study_dir)
+                records.append(record)
+                if on_done:
+                    on_done(record)
+    except BaseException:
+        for ref in list(pending):
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here and shutdown:
+            ray.shutdown()
+    return records
+
+
+def _mirror(record: dict[str, Any], run: dict[str, Any], study_dir: str) -> None:
+    """Write a task's record in the driver's study folder when the task's write is not
+    visible here (a cluster without a shared file system)."""
+    from dislab.study.runner import read_json, run_folder, write_json_atomic
+
+    folder = run_folder(study_dir, run["run_id"])
+    status = read_json(folder / "status.json") or {}
+    if status.get("status") == record["status"]:
+        return
+    write_json_atomic(folder / "run.json", run)
+    if record["status"] == "done" and record.get("result"):
+        write_json_atomic(folder / "result.json", record["result"])
+    write_json_atomic(folder / "status.json", {"run_id": run["run_id"],
+                                               "status": record["status"],
+                                               "error": record.get("error"),
+                                               "note": "written by the Ray driver"})
+
+
+BACKENDS = {"local": run_local, "ray": run_ray}

@@ -1,0 +1,172 @@
+"""Run a whole study: plan, skip finished runs, execute the rest on a backend, write the table.
+
+``run_study(spec, out)`` is what ``dislab study run`` calls. The study folder ``out`` holds
+``study.json`` (the spec as run, after ``--steps/--seeds/--data``), ``runs/<run_id>/`` (one
+folder per run, see :mod:`dislab.study.runner`) and ``results.parquet`` (the table, rebuilt at
+the end of every invocation; :mod:`dislab.study.collect`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from dislab.errors import DislabError
+from dislab.study import backends
+from dislab.study.collect import write_table
+from dislab.study.plan import default_workers, expand, format_seconds
+from dislab.study.runner import DEFAULT_RUN_FN, read_json, run_folder, write_json_atomic
+from dislab.study.spec import StudySpec, check_data_names
+
+__all__ = ["run_study", "pending_runs"]
+
+
+def pending_runs(runs: list[dict[str, Any]], study_dir: str | Path,
+                 retry_failed: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Runs of ``runs`` still to execute (not ``done``; ``failed`` only with ``retry_failed``)
+    and the count of each status found."""
+    todo, counts = [], {"done": 0, "failed": 0, "unfinished": 0, "new": 0}
+    for run in runs:
+        status = (read_json(run_folder(study_dir, run["run_id"]) / "status.json") or {}).get(
+            "status")
+        if status == "done":
+            counts["done"] += 1
+            continue
+        if status == "failed":
+            counts["failed"] += 1
+            if not retry_failed:
+                continue
+        elif status is None:
+            counts["new"] += 1
+        else:
+            counts["unfinished"] += 1
+        todo.append(run)
+    return todo, counts
+
+
+class _Lock:
+    """``DIR/.lock`` with the driver's host and pid: two drivers on one folder would run the
+    same runs twice. A lock whose process is gone (killed study) is taken over."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.path = study_dir / ".lock"
+
+    def __enter__(self) -> _Lock:
+        info = read_json(self.path)
+        if info and info.get("host") == socket.gethostname() and _alive(int(info["pid"])):
+            raise DislabError(f"Another `dislab study run` (pid {info['pid']}) is using "
+                              f"{self.path.parent}; wait for it or stop it first.")
+        write_json_atomic(self.path, {"host": socket.gethostname(), "pid": os.getpid(),
+                                      "started": time.time()})
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
+              workers: int | None = None, threads: int | None = None,
+              address: str | None = None, run_fn: str = DEFAULT_RUN_FN,
+              retry_failed: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run every unfinished run of ``spec`` in ``out``; return a summary.
+
+    ``workers`` parallel runs (default: the usable cores), each with ``threads`` torch threads
+    (default: cores // workers, at least 1). Returns ``{"runs", "skipped", "done", "failed",
+    "table", "seconds", "errors": {run_id: error}}``. A failing run does not stop the others.
+    """
+    if backend not in backends.BACKENDS:
+        raise DislabError(f"Unknown backend {backend!r}; use one of "
+                          f"{', '.join(backends.BACKENDS)}.")
+    if run_fn == DEFAULT_RUN_FN:
+        check_data_names(spec)
+    cores = default_workers()
+    workers = int(workers) if workers else cores
+    if workers < 1:
+        raise DislabError(f"--workers must be >= 1, not {workers}.")
+    threads = int(threads) if threads else max(1, cores // workers)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = expand(spec)
+    started = time.time()
+    with _Lock(out):
+        write_json_atomic(out / "study.json", {"spec": spec.to_dict(), "runs": len(runs),
+                                               "run_fn": run_fn})
+        todo, counts = pending_runs(runs, out, retry_failed)
+        if progress:
+            parts = [f"{len(runs)} runs", f"{counts['done']} already done"]
+            if counts["failed"]:
+                parts.append(f"{counts['failed']} failed before"
+                             + ("" if retry_failed else " (kept; --retry-failed reruns them)"))
+            if counts["unfinished"]:
+                parts.append(f"{counts['unfinished']} to resume")
+            parts.append(f"{len(todo)} to run on {backend} with {workers} worker(s) × "
+                         f"{threads} thread(s)")
+            print("study: " + ", ".join(parts), file=sys.stderr)
+        state = {"done": 0, "failed": 0, "running": set()}
+        errors: dict[str, str] = {}
+        bar = tqdm(total=len(todo), desc="study", unit="run", disable=not progress or not todo,
+                   file=sys.stderr, dynamic_ncols=True)
+
+        def show() -> None:
+            bar.set_postfix_str(f"done={state['done']} failed={state['failed']} "
+                                f"running={len(state['running'])}", refresh=True)
+
+        def on_start(run: dict[str, Any]) -> None:
+            state["running"].add(run["run_id"])
+            show()
+
+        def on_done(record: dict[str, Any]) -> None:
+            state["running"].discard(record["run_id"])
+            if record["status"] == "done":
+                state["done"] += 1
+            else:
+                state["failed"] += 1
+                errors[record["run_id"]] = str(record.get("error"))
+                bar.write(f"study: run {record['run_id']} failed: {record.get('error')}")
+            bar.update(1)
+            show()
+
+        kwargs: dict[str, Any] = {"workers": workers, "threads": threads, "run_fn": run_fn,
+                                  "on_start": on_start, "on_done": on_done}
+        if backend == "ray":
+            kwargs["address"] = address
+        try:
+            backends.BACKENDS[backend](todo, str(out), **kwargs)
+        finally:
+            bar.close()
+            table = write_table(out) if (out / "runs").is_dir() else None
+    summary = {
+        "runs": len(runs),
+        "skipped": counts["done"] + (0 if retry_failed else counts["failed"]),
+        "done": state["done"],
+        "failed": state["failed"],
+        "errors": errors,
+        "table": str(table) if table else None,
+        "seconds": time.time() - started,
+    }
+    if progress:
+        print(f"study: finished in {format_seconds(summary['seconds'])}: {state['done']} done, "
+              f"{state['failed']} failed, {summary['skipped']} skipped; table {table}",
+              file=sys.stderr)
+    return summary
