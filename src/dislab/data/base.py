@@ -315,6 +315,8 @@ def available() -> dict[str, str]:
 def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
     """Load a data set by name: from the official file at ``path``, or rendered if ``None``.
 
+    ``sampler=`` (optional): a :mod:`dislab.data.sampling` sampler, a callable
+    ``(n, rng) -> factors`` or a spec dict, installed with ``set_sampler``.
     Raises :class:`DataError` for an unknown name (listing the known ones).
     """
     key = name.lower().replace("-", "_")
@@ -323,4 +325,10 @@ def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
             f"Unknown data set {name!r}. Known data sets: {', '.join(sorted(_REGISTRY))} "
             "(see `dislab data list`)."
         )
-    return _REGISTRY[key](path=path, **options)
+    sampler = options.pop("sampler", None)
+    data = _REGISTRY[key](path=path, **options)
+    if sampler is not None:
+        from dislab.data.sampling import as_sampler
+
+        data.set_sampler(as_sampler(sampler, data))
+    return data
