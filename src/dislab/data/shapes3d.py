@@ -309,6 +309,16 @@ def render_geometry(
     vis = np.ones(o.shape[0])
     room = np.flatnonzero(~on_obj)
     if room.size:
+        # keep only points whose light ray passes near the object's bounding sphere (with a
+        # margin for the jittered directions); the rest are lit by every light sample
+        r_b, h_b = _shape_dims(shp[room], scl[room])
+        w = -hit[room]
+        w[:, 1] += h_b / 2.0
+        ww = _dot(w, w)
+        proj = np.maximum(_dot(w, np.broadcast_to(_LIGHT, w.shape)), 0.0)
+        reach = np.sqrt(2.0 * r_b * r_b + h_b * h_b / 4.0) + 0.15 * np.sqrt(ww)
+        room = room[ww - proj * proj <= reach * reach]
+    if room.size:
         start = hit[room] + 1e-4 * nrm[room]
         blocked = np.zeros(room.size)
         for light in _LIGHTS:
