@@ -255,6 +255,13 @@ class _BinarySprites(GroundTruthData):
     observation_shape = (1, CANVAS, CANVAS)
     factor_values: dict[str, np.ndarray]
 
+    @property
+    def value_names(self) -> dict[str, tuple[str, ...]]:
+        """Names of the grid positions of categorical factors (shape)."""
+        vals = self.factor_values["shape"]
+        return {"shape": tuple(SHAPE_NAMES[int(round(v)) - 1] if 1 <= v <= 3 else str(v)
+                               for v in vals)}
+
     def binary_from_index(self, index: np.ndarray) -> np.ndarray:
         """Binary images ``(n, 64, 64)`` uint8 with values 0/1 for flat indices."""
         raise NotImplementedError
@@ -587,6 +594,7 @@ class _Variant(GroundTruthData):
         self.factor_names = base.factor_names
         self.factor_sizes = base.factor_sizes
         self.factor_values = base.factor_values
+        self.value_names = base.value_names
         self.source = base.source
 
     def _uniform(self, salt: int, index: np.ndarray, m: int) -> np.ndarray:
@@ -749,7 +757,7 @@ class ScreamDSprites(_Variant):
                 warnings.warn(
                     "scream_dsprites: no scream_path given, using a procedural texture instead "
                     "of the painting; pass scream_path='scream.jpg' for disentanglement_lib's "
-                    "data set.", stacklevel=3,
+                    "data set.", stacklevel=4,
                 )
         else:
             self.texture = _load_scream(scream_path)
