@@ -170,28 +170,29 @@ def execute_run(run: dict[str, Any], study_dir: str, run_fn: str = DEFAULT_RUN_F
 
 def train_and_evaluate(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """The default run function: :func:`dislab.train.fit` into ``run_dir/model`` (resuming
-    from its checkpoint when one is there), then :func:`dislab.metrics.evaluate_run`."""
-    import dataclasses
-
+    from its checkpoint when one is there; skipped when training already finished), then
+    :func:`dislab.metrics.evaluate_run` on it. Torch threads: ``DISLAB_THREADS`` (set by the
+    backend) unless the spec's ``train:`` sets ``threads``."""
     import torch
 
     from dislab.metrics import evaluate_run
     from dislab.train import TrainConfig, fit
 
-    if os.environ.get("DISLAB_THREADS"):
-        torch.set_num_threads(int(os.environ["DISLAB_THREADS"]))
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    threads = os.environ.get("DISLAB_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
     config = dict(run["train"])
     config["out"] = str(Path(run_dir) / "model")
-    if "resume" in fields:
-        config["resume"] = True
-    if "progress" in fields:
-        config["progress"] = False
-    config = {k: v for k, v in config.items() if k in fields}
+    if threads and config.get("threads") is None and "threads" in TrainConfig.field_names():
+        config["threads"] = int(threads)
+    model_dir = Path(config["out"])
     t0 = time.perf_counter()
-    model_dir = Path(fit(TrainConfig(**config), progress=False))
-    train_wall = time.perf_counter() - t0
     train_status = read_json(model_dir / "status.json") or {}
+    if train_status.get("status") != "done":
+        model_dir = Path(fit(TrainConfig.from_dict(config), progress=False,
+                             resume=(model_dir / "config.json").exists()))
+        train_status = read_json(model_dir / "status.json") or {}
+    train_wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     metrics = evaluate_run(model_dir, metrics=run.get("metrics"), seed=int(run["eval_seed"]))
     eval_seconds = time.perf_counter() - t1
