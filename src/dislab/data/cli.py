@@ -47,12 +47,15 @@ def _parse_subset(keep: list[str] | None, subset: list[str] | None,
             raise DataError(f"unknown factor {name!r}; factors are {list(names)}.")
         size = sizes[names.index(name)]
         try:
-            if explicit:
-                out[name] = [int(v) for v in val.split(",") if v.strip() != ""]
-            else:
-                out[name] = _evenly(size, int(val))
+            ints = [int(v) for v in val.split(",") if v.strip() != ""]
         except ValueError:
             raise DataError(f"bad value in {item!r}; use integers.") from None
+        if explicit:
+            out[name] = ints
+        elif len(ints) == 1:
+            out[name] = _evenly(size, ints[0])
+        else:
+            raise DataError(f"--keep {item!r}: give one count, e.g. {name}=4.")
     return out
 
 
