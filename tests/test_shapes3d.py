@@ -1,4 +1,5 @@
 import colorsys
+import pickle
 
 import h5py
 import numpy as np
@@ -111,6 +112,9 @@ def test_render_to_file_round_trip(tmp_path, data):
                               data.images_uint8(official[shuffled]))
     with pytest.raises(dd.DataError, match="exists"):
         s3.render_to_file(path, subset=subset, progress=False)
+    lazy = pickle.loads(pickle.dumps(dd.load("shapes3d", path=str(path), in_memory=False)))
+    assert np.array_equal(lazy.images_uint8_from_index(shuffled),
+                          data.images_uint8(official[shuffled]))
 
 
 def _write(path, images, labels):

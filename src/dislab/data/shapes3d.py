@@ -512,7 +512,27 @@ class Shapes3DFile(GroundTruthData):
             )
         self.factor_sizes, self._values = _read_grid(np.asarray(labels, np.float64), self.path)
         self.in_memory = bool(in_memory)
-        self._images = images[()] if self.in_memory else images
+        if self.in_memory:
+            self._images = images[()]
+            self._h5.close()
+            self._h5 = None
+        else:
+            self._images = images
+
+    def __getstate__(self) -> dict[str, Any]:
+        # h5py handles cannot be pickled (DataLoader workers): reopen them on unpickling
+        state = dict(self.__dict__)
+        if not self.in_memory:
+            state["_h5"] = state["_images"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if not self.in_memory:
+            import h5py
+
+            self._h5 = h5py.File(self.path, "r")
+            self._images = self._h5["images"]
 
     @property
     def factor_values(self) -> tuple[np.ndarray, ...]:
@@ -557,13 +577,15 @@ def render_to_file(
 
     ``subset`` maps factor names to the value indices to keep (e.g. ``{"scale": [0, 7]}``);
     the default is the full official grid (480,000 images, 5.9 GB). ``options`` go to
-    :class:`Shapes3D` (``supersample``). Refuses to overwrite an existing file unless
-    ``overwrite=True``. Written: ``images`` (N, 64, 64, 3) uint8 and ``labels`` (N, 6)
-    float64 in C order, as the official file.
+    :class:`Shapes3D` (``supersample``; ``cache``/``precompute`` are accepted and ignored).
+    Refuses to overwrite an existing file unless ``overwrite=True``; writes to ``path.partial``
+    first, so an interrupted run leaves no half file under ``path``. Written: ``images``
+    (N, 64, 64, 3) uint8 and ``labels`` (N, 6) float64 in C order, as the official file.
     """
     import h5py
 
-    _check_options("shapes3d render_to_file", options, ["supersample"])
+    _check_options("shapes3d render_to_file", options, ["cache", "precompute", "supersample"])
+    options["cache"] = "geometry"  # writing the grid uses every geometry: always cache them
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise DataError(f"shapes3d: {path!r} exists; choose another path or pass overwrite=True.")
@@ -579,12 +601,18 @@ def render_to_file(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"shapes3d -> {os.path.basename(path)}", unit="batch")
-    with h5py.File(tmp, "w") as f:
-        images = f.create_dataset("images", shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-        f.create_dataset("labels", data=labels.astype(np.float64))
-        for s in starts:
-            x = data.images_uint8(factors[s:s + batch_size])
-            images[s:s + len(x)] = x.transpose(0, 2, 3, 1)
+    try:
+        with h5py.File(tmp, "w") as f:
+            images = f.create_dataset("images", shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3),
+                                      dtype=np.uint8)
+            f.create_dataset("labels", data=labels.astype(np.float64))
+            for s in starts:
+                x = data.images_uint8(factors[s:s + batch_size])
+                images[s:s + len(x)] = x.transpose(0, 2, 3, 1)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
     return path
 
