@@ -28,7 +28,9 @@ def test_grid_and_round_trip(data):
     assert f[-1].tolist() == [9, 9, 9, 7, 3, 14]
 
 
-def test_official_factor_values():
+def test_official_factor_values(data):
+    assert np.array_equal(data.factor_values["scale"], s3.FACTOR_VALUES[3])
+    assert data.value_names["shape"] == ("cube", "cylinder", "sphere", "capsule")
     assert np.allclose(s3.FACTOR_VALUES[0], np.arange(10) / 10)
     assert np.allclose(s3.FACTOR_VALUES[3][[0, -1]], [0.75, 1.25])
     assert np.allclose(s3.FACTOR_VALUES[5][[0, 7, -1]], [-30, 0, 30])
@@ -102,6 +104,9 @@ def test_render_to_file_round_trip(tmp_path, data):
     for in_memory in (True, False):
         loaded = dd.load("shapes3d", path=str(path), in_memory=in_memory)
         assert loaded.source == "file" and loaded.factor_sizes == (2, 1, 2, 2, 4, 2)
+        assert np.allclose(loaded.factor_values["floor_hue"], [0.0, 0.3])
+        assert np.allclose(loaded.factor_values["orientation"], [-30.0, 30.0])
+        assert loaded.value_names["shape"] == s3.SHAPE_NAMES
         idx = np.arange(len(loaded))
         local = loaded.factors(idx)
         official = np.stack([np.asarray(subset.get(n, range(s)))[local[:, j]]

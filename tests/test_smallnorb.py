@@ -72,6 +72,9 @@ def test_grid_round_trip_and_left_camera(norb):
     assert data.factor_names == ("category", "elevation", "azimuth", "lighting")
     assert data.factor_sizes == (2, 2, 2, 2) and data.num_instances == 3
     assert data.observation_shape == (1, 64, 64)
+    assert data.factor_values["azimuth"].tolist() == [0.0, 20.0]
+    assert data.factor_values["elevation"].tolist() == [30.0, 35.0]
+    assert data.value_names["category"] == ("animal", "human")
     idx = np.arange(len(data))
     f = data.factors(idx)
     assert np.array_equal(data.index(f), idx)

@@ -401,9 +401,14 @@ class Shapes3D(GroundTruthData):
             self.precompute()
 
     @property
-    def factor_values(self) -> tuple[np.ndarray, ...]:
-        """Official label values of each factor (see the module docstring)."""
-        return FACTOR_VALUES
+    def factor_values(self) -> dict[str, np.ndarray]:
+        """Official label values of each factor, by name (see the module docstring)."""
+        return dict(zip(FACTOR_NAMES, FACTOR_VALUES))
+
+    @property
+    def value_names(self) -> dict[str, tuple[str, ...]]:
+        """Names of the grid positions of the categorical factor ``shape``."""
+        return {"shape": SHAPE_NAMES}
 
     def _render_geo(self, geo: np.ndarray) -> np.ndarray:
         scale_i, rest = np.divmod(geo, FACTOR_SIZES[4] * FACTOR_SIZES[5])
@@ -535,9 +540,15 @@ class Shapes3DFile(GroundTruthData):
             self._images = self._h5["images"]
 
     @property
-    def factor_values(self) -> tuple[np.ndarray, ...]:
-        """The label values of each factor found in the file."""
-        return tuple(self._values)
+    def factor_values(self) -> dict[str, np.ndarray]:
+        """The label values of each factor found in the file, by name."""
+        return dict(zip(FACTOR_NAMES, self._values))
+
+    @property
+    def value_names(self) -> dict[str, tuple[str, ...]]:
+        """Names of the shapes present in the file."""
+        return {"shape": tuple(SHAPE_NAMES[int(round(v))] if 0 <= v <= 3 else str(v)
+                               for v in self._values[4])}
 
     def _images_from_index(self, index: np.ndarray) -> np.ndarray:
         if self.in_memory:

@@ -50,6 +50,7 @@ FILES = {
     "testing": "smallnorb-5x01235x9x18x6x2x96x96-testing-{}.mat",
 }
 FACTOR_NAMES = ("category", "elevation", "azimuth", "lighting")
+CATEGORY_NAMES = ("animal", "human", "airplane", "truck", "car")
 URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 
 
@@ -208,6 +209,18 @@ class SmallNORB(GroundTruthData):
         self._avail = np.take_along_axis(rows, order, axis=1)
         self._count = count
         self._images = _resize64(np.concatenate(dats), progress)
+
+    @property
+    def factor_values(self) -> dict[str, np.ndarray]:
+        """Physical values: elevation 30..70 degrees (step 5), azimuth 0..340 (step 20)."""
+        c, e, a, li = (np.arange(s, dtype=np.float64) for s in self.factor_sizes)
+        return {"category": c, "elevation": 30.0 + 5.0 * e, "azimuth": 20.0 * a,
+                "lighting": li}
+
+    @property
+    def value_names(self) -> dict[str, tuple[str, ...]]:
+        """Names of the categories (official order)."""
+        return {"category": CATEGORY_NAMES[: self.factor_sizes[0]]}
 
     def instances(self, index: np.ndarray) -> np.ndarray:
         """Object instance used for each flat index ``(n,) -> (n,)`` (under ``instance``)."""
