@@ -197,7 +197,7 @@ def sample_pairs(
 def pair_batches(
     data: GroundTruthData,
     batch_size: int = 64,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
     device: str | Any = "cpu",
     num_batches: int | None = None,
     rate: float = 1.0,
@@ -207,7 +207,8 @@ def pair_batches(
     """Endless (or ``num_batches``) torch batches ``(batch_size, 2, *obs)`` float32 in [0, 1].
 
     ``batch_size`` counts *pairs* (2 x batch_size observations per batch; the reference
-    Slow-VAE batch of 64 images is ``batch_size=32``). Deterministic for a given ``seed``.
+    Slow-VAE batch of 64 images is ``batch_size=32``). Deterministic for a given ``seed`` (an
+    int, or a numpy Generator that is then drawn from, as the trainer's resumable source does).
     """
     import torch
 
