@@ -172,3 +172,28 @@ def test_option_errors(tmp_path):
     with pytest.raises(dd.DataError, match="unknown factor"):
         s3.render_to_file(tmp_path / "x.h5", subset={"size": [0]}, progress=False)
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_geometry_cache_is_shared_and_kept_on_disk(tmp_path, monkeypatch):
+    assert s3.Shapes3D()._geo is s3.Shapes3D()._geo  # one cache per process
+    monkeypatch.setattr(s3, "_SHARED", {})
+    calls = []
+
+    def fake_render(shape, scale, orientation, supersample=2):
+        calls.append(len(shape))
+        return np.full((len(shape), 4, 64, 64), 0.25, np.float32) * (1 + shape[:, None, None, None])
+
+    monkeypatch.setattr(s3, "render_geometry", fake_render)
+    d = s3.Shapes3D(supersample=1, cache_dir=tmp_path, precompute=True)
+    assert sum(calls) == 480
+    files = list(tmp_path.glob("shapes3d_maps_*_ss1.npy"))
+    assert len(files) == 1
+    monkeypatch.setattr(s3, "_SHARED", {})  # a new process: reads the maps from disk
+    e = s3.Shapes3D(supersample=1, cache_dir=tmp_path)
+    assert e._geo.have.all() and np.array_equal(e._geo.maps, d._geo.maps)
+    f = e.sample_factors(20, rng=0)
+    assert np.array_equal(e.images_uint8(f), d.images_uint8(f)) and sum(calls) == 480
+    files[0].write_bytes(b"broken")  # an unreadable cache is rebuilt, not an error
+    monkeypatch.setattr(s3, "_SHARED", {})
+    g = s3.Shapes3D(supersample=1, cache_dir=tmp_path)
+    assert not g._geo.have.any()

@@ -32,7 +32,9 @@ Speed: the image of a factor vector is ``sum_s shading_s(geometry) * colour_s(hu
 surfaces floor, wall, object (+ white specular), where the geometry is (shape, scale,
 orientation): only 4 x 8 x 15 = 480 shading maps exist. With ``cache="geometry"`` (default)
 each map is ray-cast once, on first use (``precompute=True`` does all 480 up front, about
-10 s), and every later image is a cheap colourisation. ``cache="none"`` ray-casts every image.
+10 s; the maps are shared by every instance in the process and, with ``cache_dir=``, kept on
+disk), and every later image is a cheap colourisation (~10,000 images/s on one core; see
+``benchmarks/shapes3d_render.py``). ``cache="none"`` ray-casts every image (~30-60 images/s).
 Both give bit-identical images.
 """
 
@@ -363,6 +365,57 @@ def _colourise(
     return np.rint(img, out=img).astype(np.uint8)
 
 
+def _scene_key() -> str:
+    """Short hash of every scene constant: names the on-disk cache of shading maps."""
+    import hashlib
+
+    consts = (_ROOM_HALF, _CAM_DIST, _CAM_HEIGHT, tuple(_LOOK_AT), _FOV_DEG, tuple(_LIGHT),
+              _AMBIENT, _DIFFUSE, _SPECULAR, _SHININESS_SQUARINGS, _SOFT_SHADOW,
+              tuple(_RADIUS), tuple(_HEIGHT), IMAGE_SIZE, 1)
+    return hashlib.sha1(repr(consts).encode()).hexdigest()[:12]
+
+
+class _GeometryCache:
+    """The 480 shading maps of one ``supersample`` setting, filled on demand."""
+
+    def __init__(self, supersample: int) -> None:
+        n_geo = FACTOR_SIZES[3] * FACTOR_SIZES[4] * FACTOR_SIZES[5]
+        self.supersample = supersample
+        self.maps = np.zeros((n_geo, 4, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        self.have = np.zeros(n_geo, dtype=bool)
+
+    def _file(self, cache_dir: str) -> str:
+        return os.path.join(cache_dir, f"shapes3d_maps_{_scene_key()}_ss{self.supersample}.npy")
+
+    def load(self, cache_dir: str) -> None:
+        path = self._file(cache_dir)
+        if self.have.all() or not os.path.isfile(path):
+            return
+        try:
+            maps = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return  # unreadable cache: it is rebuilt (and rewritten) on use
+        if maps.shape == self.maps.shape and maps.dtype == np.float32:
+            self.maps[...] = maps
+            self.have[:] = True
+
+    def save(self, cache_dir: str) -> None:
+        os.makedirs(cache_dir, exist_ok=True)
+        path = self._file(cache_dir)
+        tmp = f"{path}.{os.getpid()}.partial.npy"
+        np.save(tmp, self.maps)
+        os.replace(tmp, path)
+
+
+_SHARED: dict[int, _GeometryCache] = {}
+
+
+def _shared_cache(supersample: int) -> _GeometryCache:
+    if supersample not in _SHARED:
+        _SHARED[supersample] = _GeometryCache(supersample)
+    return _SHARED[supersample]
+
+
 def _check_options(name: str, options: Mapping[str, Any], allowed: Sequence[str]) -> None:
     bad = sorted(set(options) - set(allowed))
     if bad:
@@ -376,8 +429,10 @@ class Shapes3D(GroundTruthData):
 
     ``cache``: ``"geometry"`` (default) ray-casts each of the 480 (shape, scale,
     orientation) shading maps once and colourises per image; ``"none"`` ray-casts every
-    image (slow; same pixels). ``precompute=True`` fills the whole geometry cache now
-    (with a progress bar). ``supersample`` = rays per pixel side (2, i.e. 4 rays/pixel).
+    image (slow; same pixels). The geometry cache is shared by all instances in a process.
+    ``precompute=True`` fills it now (with a progress bar). ``cache_dir`` (optional) keeps
+    the complete cache on disk (31 MB ``.npy``, named by a hash of the scene) so other
+    processes skip the ~10 s build. ``supersample`` = rays per pixel side (2: 4 rays/pixel).
     """
 
     name = "shapes3d"
@@ -387,16 +442,17 @@ class Shapes3D(GroundTruthData):
     source = "procedural"
 
     def __init__(self, cache: str = "geometry", precompute: bool = False,
-                 supersample: int = 2) -> None:
+                 supersample: int = 2, cache_dir: str | os.PathLike[str] | None = None) -> None:
         if cache not in ("geometry", "none"):
             raise DataError(f"shapes3d: cache must be 'geometry' or 'none', got {cache!r}.")
         if int(supersample) < 1:
             raise DataError(f"shapes3d: supersample must be >= 1, got {supersample}.")
         self.cache = cache
         self.supersample = int(supersample)
-        n_geo = FACTOR_SIZES[3] * FACTOR_SIZES[4] * FACTOR_SIZES[5]
-        self._maps: np.ndarray | None = None
-        self._have = np.zeros(n_geo, dtype=bool)
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self._geo = _shared_cache(self.supersample)
+        if self.cache_dir is not None and cache == "geometry":
+            self._geo.load(self.cache_dir)
         if precompute:
             self.precompute()
 
@@ -417,21 +473,24 @@ class Shapes3D(GroundTruthData):
                                supersample=self.supersample)
 
     def _ensure(self, geo: np.ndarray, progress: bool = False) -> None:
-        if self._maps is None:
-            self._maps = np.zeros((len(self._have), 4, IMAGE_SIZE, IMAGE_SIZE), np.float32)
-        todo = np.unique(geo[~self._have[geo]])
+        c = self._geo
+        todo = np.unique(geo[~c.have[geo]])
+        if todo.size == 0:
+            return
         chunks = [todo[i:i + 16] for i in range(0, len(todo), 16)]
         if progress:
             from tqdm.auto import tqdm
 
             chunks = tqdm(chunks, desc="shapes3d: rendering geometry", unit="chunk")
         for chunk in chunks:
-            self._maps[chunk] = self._render_geo(chunk)
-            self._have[chunk] = True
+            c.maps[chunk] = self._render_geo(chunk)
+            c.have[chunk] = True
+        if self.cache_dir is not None and c.have.all():
+            c.save(self.cache_dir)
 
     def precompute(self, progress: bool = True) -> Shapes3D:
-        """Ray-cast all 480 shading maps now (about 30 MB); returns self."""
-        self._ensure(np.arange(len(self._have)), progress=progress)
+        """Ray-cast all 480 shading maps now (30 MB, shared by every instance); returns self."""
+        self._ensure(np.arange(len(self._geo.have)), progress=progress)
         return self
 
     def _images_from_index(self, index: np.ndarray) -> np.ndarray:
@@ -439,8 +498,7 @@ class Shapes3D(GroundTruthData):
         geo = (f[:, 3] * FACTOR_SIZES[4] + f[:, 4]) * FACTOR_SIZES[5] + f[:, 5]
         if self.cache == "geometry":
             self._ensure(geo)
-            assert self._maps is not None
-            maps = self._maps[geo]
+            maps = self._geo.maps[geo]
         else:
             uniq, inv = np.unique(geo, return_inverse=True)
             maps = self._render_geo(uniq)[inv.reshape(-1)]
@@ -595,7 +653,8 @@ def render_to_file(
     """
     import h5py
 
-    _check_options("shapes3d render_to_file", options, ["cache", "precompute", "supersample"])
+    _check_options("shapes3d render_to_file", options,
+                   ["cache", "precompute", "supersample", "cache_dir"])
     options["cache"] = "geometry"  # writing the grid uses every geometry: always cache them
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
@@ -632,7 +691,7 @@ def render_to_file(
                       "(official .h5 or procedural)")
 def _load_shapes3d(path: str | None = None, **options: Any) -> GroundTruthData:
     if path is None:
-        _check_options("shapes3d", options, ["cache", "precompute", "supersample"])
+        _check_options("shapes3d", options, ["cache", "precompute", "supersample", "cache_dir"])
         return Shapes3D(**options)
     _check_options("shapes3d", options, ["in_memory"])
     return Shapes3DFile(path, **options)
