@@ -101,8 +101,11 @@ def _summary(frame: pd.DataFrame) -> str:
     done = frame[frame["status"] == "done"]
     cols = sp.headline_metrics(done)
     if len(done) and cols:
-        done = done.assign(setting=sp._config_labels(done).str.replace("\n", " ", regex=False))
-        agg = done.groupby(["data", "setting"])[cols]
+        done = done.assign(_config=sp._config_labels(done))
+        rank = {c: i for i, c in enumerate(sp._config_order(done))}
+        done = done.assign(_rank=done["_config"].map(rank)).sort_values(["data", "_rank"])
+        done = done.assign(setting=done["_config"].str.replace("\n", " ", regex=False))
+        agg = done.groupby(["data", "setting"], sort=False)[cols]
         mean, std, n = agg.mean(), agg.std(), agg.size()
         table = pd.DataFrame(index=mean.index)
         table["runs"] = n

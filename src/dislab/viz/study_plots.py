@@ -167,6 +167,13 @@ def _config_labels(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(labels, dtype=object).reindex(frame.index)
 
 
+def _config_order(frame: pd.DataFrame) -> list[str]:
+    """The ``_config`` labels ordered by method, then hyper-parameter values (numerically)."""
+    hp = [c for c in frame.columns if c.startswith("hp.")]
+    ordered = frame.sort_values(["method"] + hp, na_position="first", kind="stable")
+    return list(dict.fromkeys(ordered["_config"].dropna()))
+
+
 def _too_few(what: str, have: int, need: int = MIN_RUNS) -> Figure:
     return Figure(None, f"Not drawn: {what} needs at least {need} finished runs with the "
                         f"values it uses; this study has {have}. Run more seeds or "
@@ -235,39 +242,52 @@ def plot_metric_distributions(frame: pd.DataFrame) -> Figure:
                             "hyper-parameter setting; this study has "
                             f"{0 if sizes.empty else int(sizes.max())}. Use --seeds 2 or more.")
     datasets = sorted(frame["data"].dropna().unique())
-    configs = sorted(frame["_config"].dropna().unique())
+    configs = _config_order(frame)
     colors = _method_colors(list(frame["method"].dropna().unique()))
-    fig, axes = plt.subplots(len(cols), len(datasets), squeeze=False,
-                             figsize=(max(5.0, 0.55 * len(configs)) * len(datasets),
-                                      2.3 * len(cols) + 1.2))
-    for j, d in enumerate(datasets):
+    # One data set: metrics on a grid of up to 3 columns; several: a row per metric and a
+    # column per data set.
+    if len(datasets) == 1:
+        ncols = min(3, len(cols))
+        nrows = math.ceil(len(cols) / ncols)
+        cells = [(c, datasets[0], divmod(i, ncols)) for i, c in enumerate(cols)]
+    else:
+        ncols, nrows = len(datasets), len(cols)
+        cells = [(c, d, (i, j)) for j, d in enumerate(datasets) for i, c in enumerate(cols)]
+    width = max(3.6, 0.45 * len(configs) + 1.0)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(width * ncols, 2.4 * nrows + 1.0))
+    for c, d, (i, j) in cells:
         sub = frame[frame["data"] == d]
-        for i, c in enumerate(cols):
-            ax = axes[i, j]
-            data, pos, cols_ = [], [], []
-            for k, cfg in enumerate(configs):
-                vals = sub.loc[sub["_config"] == cfg, c].dropna().to_numpy()
-                if len(vals) >= 2:
-                    data.append(vals)
-                    pos.append(k)
-                    cols_.append(colors[cfg.split("\n")[0]])
-            if data:
-                parts = ax.boxplot(data, positions=pos, widths=0.6, patch_artist=True,
-                                   showfliers=False, medianprops={"color": "k"})
-                for patch, color in zip(parts["boxes"], cols_):
-                    patch.set_facecolor(color)
-                    patch.set_alpha(0.6)
-                for k, vals in zip(pos, data):
-                    ax.scatter(np.full(len(vals), k), vals, s=8, color="k", zorder=3)
-            ax.set_xlim(-0.7, len(configs) - 0.3)
-            ax.set_ylabel(_pretty(c), fontsize=8)
-            if i == 0:
-                ax.set_title(d, fontsize=10)
-            if i == len(cols) - 1:
-                ax.set_xticks(range(len(configs)), configs, rotation=70, fontsize=7)
-            else:
-                ax.set_xticks(range(len(configs)), [""] * len(configs))
-            ax.tick_params(axis="y", labelsize=7)
+        ax = axes[i, j]
+        data, pos, cols_ = [], [], []
+        for k, cfg in enumerate(configs):
+            vals = sub.loc[sub["_config"] == cfg, c].dropna().to_numpy()
+            if len(vals) >= 2:
+                data.append(vals)
+                pos.append(k)
+                cols_.append(colors[cfg.split("\n")[0]])
+        if data:
+            parts = ax.boxplot(data, positions=pos, widths=0.6, patch_artist=True,
+                               showfliers=False, medianprops={"color": "k"})
+            for patch, color in zip(parts["boxes"], cols_):
+                patch.set_facecolor(color)
+                patch.set_alpha(0.6)
+            for k, vals in zip(pos, data):
+                ax.scatter(np.full(len(vals), k), vals, s=8, color="k", zorder=3)
+        ax.set_xlim(-0.7, len(configs) - 0.3)
+        ax.set_ylabel(_pretty(c), fontsize=8)
+        if len(datasets) > 1 and i == 0:
+            ax.set_title(d, fontsize=10)
+        last_row = i == nrows - 1 or (len(datasets) == 1 and (i + 1) * ncols + j >= len(cols))
+        ax.set_xticks(range(len(configs)), configs if last_row else [""] * len(configs),
+                      rotation=70, fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    for i in range(nrows):
+        for j in range(ncols):
+            if not any(cell[2] == (i, j) for cell in cells):
+                axes[i, j].set_visible(False)
+    if len(datasets) == 1:
+        fig.suptitle(datasets[0], fontsize=10)
     fig.tight_layout()
     return Figure(fig)
 
