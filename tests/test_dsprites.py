@@ -379,3 +379,14 @@ def test_write_refuses_to_overwrite(small_file, tmp_path):
     assert os.path.getmtime(path) == before
     with pytest.raises(dd.DataError, match="does not exist"):
         ds.write_npz(data, str(tmp_path / "nope" / "x.npz"), progress=False)
+
+
+def test_geometry_summary_matches_the_documented_layout(small_file):
+    data, path = small_file
+    g = ds.geometry_summary(_load("dsprites"), n=3000)
+    assert np.allclose(g["centre_x_by_posX"], 8.75 + 1.5 * np.arange(32), atol=0.6)
+    assert np.allclose(g["centre_y_by_posY"], 8.75 + 1.5 * np.arange(32), atol=0.6)
+    assert np.all(np.diff(g["area_by_shape_scale"], axis=1) > 0)
+    a = ds.geometry_summary(data, n=500, seed=1)
+    b = ds.geometry_summary(dd.load("dsprites", path=path), n=500, seed=1)
+    assert all(np.allclose(a[k], b[k]) for k in a)

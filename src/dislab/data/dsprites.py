@@ -65,6 +65,7 @@ __all__ = [
     "write_npz",
     "read_npz",
     "render_to_file",
+    "geometry_summary",
     "procedural_scream_texture",
     "keyed_uniform",
 ]
@@ -570,6 +571,41 @@ def render_to_file(
         raise DataError(f"dsprites render_to_file: unknown option(s) {unknown}.")
     return write_npz(DSprites(subset=subset, **grid), path, progress=progress,
                      overwrite=overwrite)
+
+
+def geometry_summary(data: _BinarySprites, n: int = 20000, seed: int = 0) -> dict[str, Any]:
+    """Measured layout of a dSprites grid, to compare the renderer with the official file.
+
+    From ``n`` random images: mean sprite centroid (pixels, x right / y down) per posX and per
+    posY value, and mean area (pixels) per shape and scale. Example::
+
+        ours = geometry_summary(load("dsprites"))
+        real = geometry_summary(load("dsprites", path=OFFICIAL_FILE))  # your copy
+
+    If they differ, the layout constants at the top of this module are the knobs.
+    """
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.integers(0, len(data), n))
+    f = data.factors(idx)
+    img = data.binary_from_index(idx).astype(np.float64)
+    area = img.sum(axis=(1, 2))
+    grid = np.arange(CANVAS) + 0.5
+    cx = (img.sum(axis=1) @ grid) / np.maximum(area, 1)
+    cy = (img.sum(axis=2) @ grid) / np.maximum(area, 1)
+
+    def by(values: np.ndarray, k: np.ndarray, size: int) -> np.ndarray:
+        tot = np.bincount(k, weights=values, minlength=size)
+        cnt = np.bincount(k, minlength=size)
+        return tot / np.maximum(cnt, 1)
+
+    sizes = data.factor_sizes
+    shape_scale = f[:, 0] * sizes[1] + f[:, 1]
+    return {
+        "centre_x_by_posX": by(cx, f[:, 3], sizes[3]),
+        "centre_y_by_posY": by(cy, f[:, 4], sizes[4]),
+        "area_by_shape_scale": by(area, shape_scale, sizes[0] * sizes[1]).reshape(sizes[:2]),
+        "mean_pixel": float(area.mean() / CANVAS**2),
+    }
 
 
 # -- variants -----------------------------------------------------------------------------------
