@@ -30,7 +30,8 @@ over the points. Categorical factors (dSprites' shape) have no local direction a
 by default (``factors="auto"``, the names in :data:`dislab.data.pairs.AUTO_FIXED`), as are
 factors with one value.
 
-CLI: ``python -m dislab.data.alignment dsprites dsprites_perturbed dsprites_noise``.
+CLI: ``python -m dislab.data.alignment dsprites dsprites_perturbed dsprites_noise
+[--points 256] [--out results.json] [--plot figure.png]``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from dislab.data.base import DataError, GroundTruthData, as_rng
 from dislab.data.pairs import AUTO_FIXED
 
 __all__ = ["resolve_factors", "factor_jacobian", "local_gram", "scores_from_gram",
-           "mixing_angles", "alignment", "main"]
+           "mixing_angles", "alignment", "plot_alignment", "main"]
 
 
 def resolve_factors(data: GroundTruthData, factors: str | Sequence[str | int] = "auto"
@@ -177,6 +178,56 @@ def alignment(
     }
 
 
+def plot_alignment(datas: Sequence[GroundTruthData], results: Sequence[dict[str, Any]],
+                   path: str, seed: int = 0) -> None:
+    """PNG with, per data set, a sample image (same factors for all), the scores as bars and
+    the mean mixing angles (degrees) as a heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(datas)
+    fig, axes = plt.subplots(3, n, figsize=(2.6 * n, 7.6), squeeze=False)
+    shared = {}
+    for j, (data, res) in enumerate(zip(datas, results)):
+        key = (data.factor_sizes, data.observation_shape)
+        if key not in shared:
+            shared[key] = data.sample_factors(1, as_rng(seed))
+        img = data.images(shared[key])[0]
+        ax = axes[0, j]
+        ax.imshow(img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1),
+                  cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(res["data"], fontsize=9)
+        ax.axis("off")
+        ax = axes[1, j]
+        names = ["global_axis_alignment", "axis_alignment", "top_alignment", "offdiag"]
+        vals = [res[k] for k in names]
+        ax.bar(range(4), vals, color=["C0", "C0", "C0", "C3"])
+        ax.axhline(res["chance_axis_alignment"], color="gray", ls=":", lw=1)
+        ax.set_xticks(range(4), ["global\nalign", "point\nalign", "top\nalign", "off-\ndiag"],
+                      fontsize=7)
+        ax.set_ylim(0, 1.05)
+        for i, v in enumerate(vals):
+            ax.text(i, v + 0.02, f"{v:.2f}", ha="center", fontsize=7)
+        ax = axes[2, j]
+        ang = np.asarray(res["mixing_angle"])
+        im = ax.imshow(ang, vmin=0, vmax=45, cmap="viridis")
+        labels = [f[:6] for f in res["factors"]]
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        for (a, b), v in np.ndenumerate(ang):
+            if a != b:
+                ax.text(b, a, f"{v:.0f}", ha="center", va="center", fontsize=6, color="w")
+    axes[1, 0].set_ylabel("score (dotted: chance 1/K)", fontsize=8)
+    axes[2, 0].set_ylabel("mean mixing angle (deg)", fontsize=8)
+    fig.colorbar(im, ax=axes[2, :].tolist(), shrink=0.8, label="0 aligned, 45 mixed")
+    fig.suptitle("Local principal directions vs factor axes (finite-difference J, eig of JᵀJ)",
+                 fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dislab.data.alignment NAME [NAME ...]``: print the scores as JSON lines."""
     parser = argparse.ArgumentParser(
@@ -189,19 +240,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=256, help="grid points (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the grid points")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--plot", default=None, help="also draw a PNG figure to this path")
     args = parser.parse_args(argv)
     from dislab.data import load
 
-    results = []
+    results, datas = [], []
     for name in args.names:
-        res = alignment(load(name), args.points, args.seed, progress=True)
-        res.pop("mean_gram")
-        res.pop("mixing_angle")
-        print(json.dumps(res))
+        data = load(name)
+        res = alignment(data, args.points, args.seed, progress=True)
+        short = {k: v for k, v in res.items() if k not in ("mean_gram", "mixing_angle")}
+        print(json.dumps(short))
         results.append(res)
+        datas.append(data)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=2)
+    if args.plot:
+        plot_alignment(datas, results, args.plot, args.seed)
     return 0
 
 
