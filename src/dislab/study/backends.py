@@ -82,10 +82,11 @@ def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
 
 
 def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
-            address: str | None = None, run_fn: str = DEFAULT_RUN_FN,
+            address: str | None = None, gpus: float = 0.0, run_fn: str = DEFAULT_RUN_FN,
             on_start: OnStart | None = None, on_done: OnDone | None = None,
             shutdown: bool = True) -> list[dict[str, Any]]:
-    """Execute ``runs`` as Ray tasks (``threads`` CPUs each); return their records."""
+    """Execute ``runs`` as Ray tasks (``threads`` CPUs and ``gpus`` GPUs each, e.g. 0.25 to
+    put four runs on one GPU); return their records."""
     try:
         import ray
     except ImportError:
@@ -104,7 +105,7 @@ def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads
                      runtime_env=env, log_to_driver=False,
                      object_store_memory=200 * 1024 * 1024)
         started_here = True
-    remote = ray.remote(num_cpus=threads, max_retries=0)(execute_run)
+    remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(execute_run)
     records: list[dict[str, Any]] = []
     pending: dict[Any, dict[str, Any]] = {}
     try:

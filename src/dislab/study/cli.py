@@ -82,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = _load(args)
     summary = run_study(spec, args.out, backend=args.backend, workers=args.workers,
-                        threads=args.threads, address=args.address, run_fn=args.run_fn,
+                        threads=args.threads, address=args.address, gpus=args.gpus,
+                        run_fn=args.run_fn,
                         retry_failed=args.retry_failed)
     return 1 if summary["failed"] else 0
 
@@ -142,6 +143,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", default=None,
                    help="Ray cluster address (e.g. auto, ray://head:10001); default: start a "
                         "local Ray. On a cluster, --out must be on a shared file system.")
+    p.add_argument("--gpus", type=float, default=0.0,
+                   help="Ray only: GPUs per run (e.g. 0.25 = four runs share a GPU)")
     _add_scaling(p)
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (default: keep their recorded error)")

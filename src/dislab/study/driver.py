@@ -87,7 +87,7 @@ def _alive(pid: int) -> bool:
 
 def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
               workers: int | None = None, threads: int | None = None,
-              address: str | None = None, run_fn: str = DEFAULT_RUN_FN,
+              address: str | None = None, gpus: float = 0.0, run_fn: str = DEFAULT_RUN_FN,
               retry_failed: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run every unfinished run of ``spec`` in ``out``; return a summary.
 
@@ -151,6 +151,10 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
                                   "on_start": on_start, "on_done": on_done}
         if backend == "ray":
             kwargs["address"] = address
+            kwargs["gpus"] = gpus
+        elif gpus:
+            raise DislabError("--gpus is for --backend ray; the local backend runs every run "
+                              "on the device of its training config (device: auto).")
         try:
             backends.BACKENDS[backend](todo, str(out), **kwargs)
         finally:
