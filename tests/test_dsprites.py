@@ -390,3 +390,12 @@ def test_geometry_summary_matches_the_documented_layout(small_file):
     a = ds.geometry_summary(data, n=500, seed=1)
     b = ds.geometry_summary(dd.load("dsprites", path=path), n=500, seed=1)
     assert all(np.allclose(a[k], b[k]) for k in a)
+
+
+def test_to_array_matches_batches(small_file):
+    data, path = small_file
+    full = data.to_array(packed=False, progress=False)
+    assert full.shape == (len(data), 64, 64)
+    assert np.array_equal(full[:, None] * 255, data.images_uint8_from_index(np.arange(len(data))))
+    packed = dd.load("dsprites", path=path).to_array(progress=False)
+    assert np.array_equal(np.unpackbits(packed, axis=-1), full)

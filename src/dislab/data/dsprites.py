@@ -275,6 +275,25 @@ class _BinarySprites(GroundTruthData):
         d["factor_values"] = {k: [float(x) for x in v] for k, v in self.factor_values.items()}
         return d
 
+    def to_array(self, packed: bool = True, progress: bool = True,
+                 chunk: int = 16384) -> np.ndarray:
+        """The whole grid at once, in flat-index order (only when asked: it is big).
+
+        ``packed=True``: ``(N, 64, 8)`` uint8, ``np.packbits`` of the 0/1 images along x
+        (377 MB for the full grid); ``packed=False``: ``(N, 64, 64)`` uint8 0/1 (3 GB).
+        """
+        n = len(self)
+        out = np.empty((n, CANVAS, CANVAS // 8 if packed else CANVAS), dtype=np.uint8)
+        starts = range(0, n, chunk)
+        if progress and n > chunk:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc=f"{self.name}: all images", unit="chunk")
+        for s in starts:
+            b = self.binary_from_index(np.arange(s, min(s + chunk, n)))
+            out[s:s + len(b)] = np.packbits(b, axis=-1) if packed else b
+        return out
+
     def write(self, path: str | os.PathLike[str], progress: bool = True,
               overwrite: bool = False) -> str:
         """Write this grid in the official ``.npz`` format (see :func:`write_npz`)."""
