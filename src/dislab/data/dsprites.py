@@ -366,7 +366,8 @@ def _read_small(zf: zipfile.ZipFile, key: str, path: str) -> np.ndarray:
             ) from None
 
 
-def read_npz(path: str | os.PathLike[str], chunk: int = 16384) -> dict[str, Any]:
+def read_npz(path: str | os.PathLike[str], chunk: int = 16384,
+             progress: bool = True) -> dict[str, Any]:
     """Read a dSprites ``.npz`` without unpickling; images are returned bit-packed.
 
     Returns ``{"packed": (N, 64, 8) uint8 (np.packbits of the 0/1 images along x),
@@ -453,7 +454,12 @@ def read_npz(path: str | os.PathLike[str], chunk: int = 16384) -> dict[str, Any]
                 )
             row = CANVAS * CANVAS * dtype.itemsize
             packed = np.empty((n, CANVAS, CANVAS // 8), dtype=np.uint8)
-            for start in range(0, n, chunk):
+            starts = range(0, n, chunk)
+            if progress and n > 4 * chunk:
+                from tqdm import tqdm
+
+                starts = tqdm(starts, desc=f"reading {os.path.basename(p)}", unit="chunk")
+            for start in starts:
                 m = min(chunk, n - start)
                 buf = f.read(m * row)
                 if len(buf) != m * row:
