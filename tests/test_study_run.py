@@ -158,3 +158,13 @@ def test_killed_study_finishes_without_redoing_runs(tmp_path: Path) -> None:
             assert len(calls) == 1, (r["run_id"], calls)
         else:
             assert len(calls) in (1, 2)
+
+
+def test_bad_run_function_fails_before_any_run(tmp_path: Path) -> None:
+    from dislab.errors import DislabError
+
+    with pytest.raises(DislabError, match="Cannot import run function"):
+        run_study(parse_spec(SPEC), tmp_path, run_fn="no_such_module:f", progress=False)
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(DislabError, match="Unknown backend"):
+        run_study(parse_spec(SPEC), tmp_path, backend="slurm", run_fn=FAKE, progress=False)

@@ -21,7 +21,13 @@ from dislab.errors import DislabError
 from dislab.study import backends
 from dislab.study.collect import write_table
 from dislab.study.plan import default_workers, expand, format_seconds
-from dislab.study.runner import DEFAULT_RUN_FN, read_json, run_folder, write_json_atomic
+from dislab.study.runner import (
+    DEFAULT_RUN_FN,
+    read_json,
+    resolve_run_fn,
+    run_folder,
+    write_json_atomic,
+)
 from dislab.study.spec import StudySpec, check_data_names
 
 __all__ = ["run_study", "pending_runs"]
@@ -98,6 +104,7 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
     if backend not in backends.BACKENDS:
         raise DislabError(f"Unknown backend {backend!r}; use one of "
                           f"{', '.join(backends.BACKENDS)}.")
+    resolve_run_fn(run_fn)  # a typo in --run-fn fails here, not in every run
     if run_fn == DEFAULT_RUN_FN:
         check_data_names(spec)
     cores = default_workers()
