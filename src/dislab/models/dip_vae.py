@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 
 from dislab.models.base import HParam, register
-from dislab.models.losses import batch_covariance, dip_regularizer
+from dislab.models.losses import batch_covariance, dip_terms
 from dislab.models.vae import VAE, Forward
 
 
@@ -36,10 +36,8 @@ class _DIPVAE(VAE):
         lambda_od = self.hp["lambda_od"]
         lambda_d = self.hp["lambda_d_factor"] * lambda_od
         cov = self.covariance(f.mean, f.logvar)
-        diag = torch.diagonal(cov)
-        off = cov.square().sum() - diag.square().sum()
-        diag_term = (diag - 1.0).square().sum()
-        reg = dip_regularizer(cov, lambda_od, lambda_d)
+        off, diag_term = dip_terms(cov)
+        reg = lambda_od * off + lambda_d * diag_term
         return f.kl + reg, {"dip_offdiag": off, "dip_diag": diag_term, "dip_reg": reg}
 
 

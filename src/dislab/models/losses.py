@@ -20,7 +20,7 @@ from dislab.errors import DislabError
 
 __all__ = [
     "RECONSTRUCTIONS", "reconstruction_loss", "anneal", "batch_covariance",
-    "dip_regularizer", "shuffle_codes", "clipped_log_probs", "discriminator_tc",
+    "dip_regularizer", "dip_terms", "shuffle_codes", "clipped_log_probs", "discriminator_tc",
     "discriminator_loss", "discriminator_accuracy",
 ]
 
@@ -66,15 +66,21 @@ def batch_covariance(x: torch.Tensor) -> torch.Tensor:
     return x.T @ x / x.shape[0] - torch.outer(mean, mean)
 
 
+def dip_terms(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum_{i!=j} C_ij^2, sum_i (C_ii - 1)^2)`` of a ``(d, d)`` matrix."""
+    diag = torch.diagonal(cov)
+    off = (cov - torch.diag_embed(diag)).square().sum()
+    return off, (diag - 1.0).square().sum()
+
+
 def dip_regularizer(cov: torch.Tensor, lambda_od: float, lambda_d: float) -> torch.Tensor:
     """``lambda_od * sum_{i!=j} C_ij^2 + lambda_d * sum_i (C_ii - 1)^2`` (scalar).
 
     disentanglement_lib ``regularize_diag_off_diag_dip``; its test (λ=1, 1): ones(10,10) → 90,
     zeros → 10, I → 0, 2I → 10.
     """
-    diag = torch.diagonal(cov)
-    off = cov.square().sum() - diag.square().sum()
-    return lambda_od * off + lambda_d * (diag - 1.0).square().sum()
+    off, diag = dip_terms(cov)
+    return lambda_od * off + lambda_d * diag
 
 
 def shuffle_codes(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
