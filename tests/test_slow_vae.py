@@ -88,3 +88,17 @@ def test_wrong_batch_shape_raises():
     model = create("slow_vae", (1, 64, 64), latent_dim=3)
     with pytest.raises(DislabError, match="pairs"):
         model.loss(torch.rand(4, 1, 64, 64), 0)
+
+
+def test_trains_on_perturbed_pairs_with_the_trainer(tmp_path):
+    import json
+
+    from dislab.train import TrainConfig, fit
+
+    for model in ("slow_vae", "pcl"):
+        run = fit(TrainConfig(model=model, data="dsprites_perturbed", steps=3, batch_size=4,
+                              latent_dim=3, out=str(tmp_path / model), log_every=1,
+                              image_every=0, checkpoint_every=3), progress=False)
+        status = json.loads((run / "status.json").read_text())
+        assert status["status"] == "done" and status["step"] == 3
+        assert np.isfinite(status["final_logs"]["loss"])
