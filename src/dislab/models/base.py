@@ -5,8 +5,10 @@ A method is a ``torch.nn.Module`` with
 * ``encode(x) -> (mean, logvar)``: ``x`` is ``(B, *observation_shape)`` float in [0, 1];
   ``mean`` and ``logvar`` are ``(B, latent_dim)``. Deterministic encoders return a
   ``logvar`` of zeros-like tensors filled with a very small variance (documented per method).
-* ``decode(z) -> logits``: ``(B, latent_dim) -> (B, *observation_shape)`` (Bernoulli logits,
-  or the Gaussian mean for ``reconstruction="gaussian"``). Methods without a decoder set
+* ``decode(z) -> logits``: ``(B, latent_dim) -> (B, *observation_shape)``; logits for both
+  reconstruction losses (``"gaussian"`` uses ``sigmoid(logits)`` as its mean, as
+  disentanglement_lib's ``l2_loss``), so images are ``decode_images(z) = sigmoid(decode(z))``.
+  Methods without a decoder set
   ``has_decoder = False`` and raise :class:`~dislab.errors.DislabError` from ``decode``.
 * ``loss(batch, step) -> (loss, logs)``: the scalar to minimise and a dict of detached
   scalar tensors to log (every term of the objective).
