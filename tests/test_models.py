@@ -429,3 +429,22 @@ def test_loss_falls(name: str) -> None:
         recon.append(float(logs["recon"]))
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
     assert np.mean(recon[-3:]) < 0.7 * np.mean(recon[:3])
+
+
+def test_hparam_defaults_and_coercion() -> None:
+    model = create("beta_vae", (1, 32, 32), 3, beta=6)
+    assert model.hp == {"beta": 6.0} and isinstance(model.hp["beta"], float)
+    defaults = create("annealed_vae", (1, 32, 32), 3).hp
+    assert defaults == {"gamma": 1000.0, "c_max": 25.0, "iteration_threshold": 100000}
+    assert create("dip_vae_i", (1, 32, 32), 3).hp["lambda_d_factor"] == 10.0
+    assert create("dip_vae_ii", (1, 32, 32), 3).hp["lambda_d_factor"] == 1.0
+
+
+def test_annealed_vae_accepts_a_tensor_step() -> None:
+    torch.manual_seed(0)
+    model = create("annealed_vae", (1, 32, 32), 3, c_max=10, iteration_threshold=100)
+    x = blobs(4, size=32)
+    loss_int, logs_int = _loss(model, x, 50, seed=1)
+    loss_t, logs_t = _loss(model, x, torch.tensor(50), seed=1)
+    assert float(logs_t["capacity"]) == pytest.approx(5.0)
+    assert float(loss_t) == pytest.approx(float(loss_int), rel=1e-6)
