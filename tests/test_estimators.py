@@ -19,6 +19,15 @@ from dislab.estimators import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    """Shared 2-core machine: one intra-op thread avoids spin-wait contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_gaussian_log_density_dlib_values() -> None:
     one, zero = torch.tensor(1.0), torch.tensor(0.0)
     assert -1.4190 <= float(gaussian_log_density(one, zero, zero)) <= -1.4188
