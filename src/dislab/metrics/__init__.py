@@ -1,8 +1,11 @@
 """Disentanglement metrics: one file each, pure functions over a representation.
 
 Every metric is ``score(data, representation, rng, **params) -> dict[str, float]``; see
-:mod:`dislab.metrics.base` for the shared contract and :func:`evaluate` for the suite.
+:mod:`dislab.metrics.base` for the shared contract, :func:`evaluate` for the suite,
+:func:`evaluate_run` for a training run and :func:`encode_grid` for the code cache.
 """
+
+import importlib
 
 from dislab.metrics.base import (
     CodeTable,
@@ -13,7 +16,31 @@ from dislab.metrics.base import (
     encode_index,
     posterior_index,
 )
+from dislab.metrics.cache import encode_grid, model_representation
 from dislab.metrics.registry import available, default_metrics, get_metric, register_metric
+from dislab.metrics.suite import evaluate, evaluate_run, run_metrics
+
+# Each module registers its metric(s) on import.
+_METRIC_MODULES = [
+    "beta_vae",
+    "factor_vae",
+    "mig",
+    "sap",
+    "dci",
+    "modularity",
+    "irs",
+    "unsupervised",
+    "downstream",
+    "dotran",
+    "chen_mig",
+    "elbo_decomposition",
+]
+for _name in _METRIC_MODULES:
+    try:
+        importlib.import_module(f"dislab.metrics.{_name}")
+    except ModuleNotFoundError as _e:  # a metric module not written yet
+        if _e.name != f"dislab.metrics.{_name}":
+            raise
 
 __all__ = [
     "CodeTable",
@@ -23,8 +50,13 @@ __all__ = [
     "check_codes",
     "default_metrics",
     "encode_factors",
+    "encode_grid",
     "encode_index",
+    "evaluate",
+    "evaluate_run",
     "get_metric",
+    "model_representation",
     "posterior_index",
     "register_metric",
+    "run_metrics",
 ]

@@ -47,6 +47,8 @@ class CodeTable:
 
     mean: np.ndarray
     logvar: np.ndarray | None = None
+    #: Where the codes come from (data set, weights hash, ...), saved with the table as JSON.
+    meta: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.mean = check_codes(np.asarray(self.mean, dtype=np.float32), "CodeTable.mean")
@@ -67,11 +69,19 @@ class CodeTable:
         return int(self.mean.shape[0])
 
     def save(self, path: str) -> None:
-        """Write as ``.npz`` (arrays only; read back with :meth:`load`)."""
+        """Write as ``.npz`` atomically (arrays and JSON ``meta`` only; see :meth:`load`)."""
+        import json
+        import os
+
         arrays: dict[str, Any] = {"mean": self.mean}
         if self.logvar is not None:
             arrays["logvar"] = self.logvar
-        np.savez(path, **arrays)
+        if self.meta is not None:
+            arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True))
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str) -> CodeTable:
@@ -81,7 +91,12 @@ class CodeTable:
                 if "mean" not in f:
                     raise MetricError(f"{path}: not a code table (no 'mean' array); "
                                       "delete it to re-encode.")
-                return cls(f["mean"], f["logvar"] if "logvar" in f else None)
+                meta = None
+                if "meta" in f:
+                    import json
+
+                    meta = json.loads(str(f["meta"][()]))
+                return cls(f["mean"], f["logvar"] if "logvar" in f else None, meta)
         except (OSError, ValueError) as e:
             if isinstance(e, DislabError):
                 raise

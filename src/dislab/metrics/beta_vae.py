@@ -1,0 +1,83 @@
+"""BetaVAE score (Higgins et al., 2017) as in disentanglement_lib's ``beta_vae.py``.
+
+One training point: draw a factor ``k`` uniformly, two batches of ``batch_size`` factor
+vectors that agree on factor ``k``; the feature is the mean over the batch of
+``|r(x1) - r(x2)|`` and the label is ``k``. A linear classifier is trained on ``num_train``
+points and its accuracy reported on them and on ``num_eval`` fresh points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dislab.data.base import GroundTruthData
+from dislab.metrics.base import Representation, encode_index
+from dislab.metrics.registry import register_metric
+from dislab.metrics.utils import check_count, check_data, fit_or_constant, sklearn_seed
+
+__all__ = ["beta_vae_score", "beta_vae_features"]
+
+_CHUNK = 2048  # training points per look-up chunk (bounds memory at chunk * batch * d)
+
+
+def beta_vae_features(
+    data: GroundTruthData,
+    representation: Representation,
+    num_points: int,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(num_points, d)`` and labels ``(num_points,)`` of the BetaVAE classifier."""
+    feats, labels = [], []
+    k_all = rng.integers(0, data.num_factors, size=num_points)
+    for start in range(0, num_points, _CHUNK):
+        k = k_all[start:start + _CHUNK]
+        n = len(k)
+        f1 = data.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
+        f2 = data.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
+        rows = np.arange(n)
+        f2[rows, :, k] = f1[rows, :, k]
+        c1 = encode_index(data, representation, data.index(f1.reshape(n * batch_size, -1)))
+        c2 = encode_index(data, representation, data.index(f2.reshape(n * batch_size, -1)))
+        diff = np.abs(c1 - c2).reshape(n, batch_size, -1)
+        feats.append(diff.mean(axis=1))
+        labels.append(k)
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+@register_metric("beta_vae")
+def beta_vae_score(
+    data: GroundTruthData,
+    representation: Representation,
+    rng: np.random.Generator,
+    batch_size: int = 64,
+    num_train: int = 10_000,
+    num_eval: int = 5_000,
+) -> dict[str, float]:
+    """BetaVAE score: accuracy of predicting the fixed factor from mean |z1 - z2|.
+
+    Defaults from the study's ``beta_vae_sklearn.gin`` (batch_size 64, num_train 10000,
+    num_eval 5000; REFERENCE.md §4). Classifier: ``LogisticRegression`` with the defaults of
+    scikit-learn >= 0.22 pinned explicitly (lbfgs, multinomial, C=1, max_iter=100), because
+    disentanglement_lib's unpinned defaults changed between versions (REFERENCE.md §9.12).
+    The train accuracy is computed once (dlib computes it twice, §9.11).
+
+    Returns ``train_accuracy`` and ``eval_accuracy``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    data = check_data(data)
+    batch_size = check_count(batch_size, 2, "batch_size")
+    num_train = check_count(num_train, 2, "num_train")
+    num_eval = check_count(num_eval, 1, "num_eval")
+    x_train, y_train = beta_vae_features(data, representation, num_train, batch_size, rng)
+    x_eval, y_eval = beta_vae_features(data, representation, num_eval, batch_size, rng)
+    seed = sklearn_seed(rng)
+    model = fit_or_constant(
+        lambda: LogisticRegression(C=1.0, solver="lbfgs", max_iter=100, random_state=seed),
+        x_train, y_train,
+    )
+    return {
+        "train_accuracy": float(np.mean(model.predict(x_train) == y_train)),
+        "eval_accuracy": float(np.mean(model.predict(x_eval) == y_eval)),
+    }

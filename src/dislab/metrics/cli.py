@@ -1,0 +1,114 @@
+"""``dislab evaluate`` and ``dislab metrics``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from dislab.errors import DislabError
+
+__all__ = ["register"]
+
+
+def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``metric.param=value`` (value parsed as JSON, else kept as a string)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        metric, dot, param = key.partition(".")
+        if not sep or not dot or not metric or not param:
+            raise DislabError(f"--param {item!r}: write METRIC.PARAM=VALUE, e.g. "
+                              "dci.num_train=1000.")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(metric, {})[param] = value
+    return out
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dislab.metrics.suite import evaluate_run
+
+    if args.path and not args.data:
+        raise DislabError("--path needs --data NAME (the data set the file belongs to).")
+    record = evaluate_run(
+        args.run_dir,
+        metrics=args.metrics,
+        seed=args.seed,
+        data=args.data,
+        data_path=args.path,
+        device=args.device,
+        params=_parse_params(args.param),
+        progress=not args.quiet,
+        reencode=args.reencode,
+        batch_size=args.batch_size,
+    )
+    for name, r in record["metrics"].items():
+        values = r.get("values", {})
+        shown = {k: v for k, v in values.items() if not k[:1].isdigit() or "mean_test" in k}
+        text = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in list(shown.items())[:6])
+        print(f"{name:32s} {r.get('seconds', 0.0):7.1f}s  {text}")
+    for name, why in record["skipped"].items():
+        print(f"{name:32s} skipped: {why}")
+    print(f"wrote {record['run_dir']}/metrics.json (total {record['total_seconds']:.1f}s, "
+          f"codes {'reused' if record['codes']['reused'] else 'encoded'})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from dislab.metrics.registry import available, get_metric
+
+    for name in available():
+        spec = get_metric(name)
+        flags = []
+        if spec.default:
+            flags.append("default")
+        if spec.needs_posterior:
+            flags.append("needs q(z|x)")
+        print(f"{name}  [{', '.join(flags) or 'opt-in'}]")
+        if spec.description:
+            print(f"    {spec.description}")
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
+        print(f"    defaults: {params}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``evaluate`` and ``metrics`` to the ``dislab`` command line."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a training run with disentanglement metrics (writes metrics.json)",
+        description="Encode the run's data set once (cached as RUN_DIR/codes.npz), run the "
+        "metrics and write RUN_DIR/metrics.json with every value, the parameters, seed, time "
+        "and dislab version. Results of other metrics already in metrics.json are kept.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `dislab train`")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metric names, 'all', or omitted for the default "
+                   "suite (`dislab metrics` lists them)")
+    p.add_argument("--data", default=None, metavar="NAME",
+                   help="score on this data set instead of the run's own (`dislab data list`)")
+    p.add_argument("--path", default=None, metavar="FILE",
+                   help="official data file for --data (omitted: rendered procedurally)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    p.add_argument("--param", action="append", metavar="METRIC.PARAM=VALUE",
+                   help="override a metric parameter, e.g. dci.num_train=1000 "
+                   "(repeatable; VALUE is JSON)")
+    p.add_argument("--device", default="auto", help="device to encode on (default auto)")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="images per encoder batch (default 1024)")
+    p.add_argument("--reencode", action="store_true",
+                   help="encode again even if codes.npz matches the weights and data")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_evaluate)
+
+    q = subparsers.add_parser(
+        "metrics",
+        help="list the metrics with their defaults",
+        description="List every registered metric: whether it runs by default, whether it "
+        "needs the posterior q(z|x), and its default parameters (published defaults).",
+    )
+    q.set_defaults(func=_list)

@@ -1,0 +1,125 @@
+"""Downstream task and sample efficiency (Locatello et al., 2019), disentanglement_lib's
+``downstream_task.py``.
+
+For each training size ``n``: fresh ``n`` training codes and ``num_test`` test codes; one
+classifier per factor predicts the factor from all codes; accuracies are reported per factor,
+as mean and as minimum. The sample efficiency is the mean test accuracy at 100 training points
+divided by that at 10 000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dislab.data.base import GroundTruthData
+from dislab.metrics.base import MetricError, Representation
+from dislab.metrics.boosting import fit_booster
+from dislab.metrics.registry import register_metric
+from dislab.metrics.utils import (
+    check_count,
+    check_data,
+    fit_or_constant,
+    sample_codes,
+    sklearn_seed,
+)
+
+__all__ = ["downstream_task", "downstream_logistic_regression", "downstream_boosted_trees"]
+
+NUM_TRAIN = (10, 100, 1000, 10000)
+
+
+def _logistic_cv(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import KFold
+
+    # dlib: LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5)); fewer folds if n < 5.
+    folds = min(5, len(y))
+    return fit_or_constant(
+        lambda: LogisticRegressionCV(Cs=10, cv=KFold(n_splits=folds), random_state=seed),
+        x, y,
+    )
+
+
+def downstream_task(
+    data: GroundTruthData,
+    representation: Representation,
+    rng: np.random.Generator,
+    predictor: str,
+    num_train: Sequence[int] = NUM_TRAIN,
+    num_test: int = 5_000,
+    booster: str = "hist",
+) -> dict[str, float]:
+    """Accuracies of ``predictor`` ("logistic_regression" or "boosted_trees") per train size."""
+    data = check_data(data)
+    num_test = check_count(num_test, 1, "num_test")
+    if predictor not in ("logistic_regression", "boosted_trees"):
+        raise MetricError(f"unknown predictor {predictor!r}.")
+    if isinstance(num_train, int):
+        num_train = [num_train]
+    out: dict[str, float] = {}
+    for n in num_train:
+        n = check_count(n, 2, "each num_train size")
+        x, f = sample_codes(data, representation, n, rng)
+        xt, ft = sample_codes(data, representation, num_test, rng)
+        train_acc, test_acc = [], []
+        for k in range(data.num_factors):
+            seed = sklearn_seed(rng)
+            if predictor == "logistic_regression":
+                model = _logistic_cv(x, f[:, k], seed)
+            else:
+                model = fit_booster(booster, x, f[:, k], seed)
+            train_acc.append(float(np.mean(model.predict(x) == f[:, k])))
+            test_acc.append(float(np.mean(model.predict(xt) == ft[:, k])))
+        for k in range(data.num_factors):
+            out[f"{n}:train_accuracy_factor_{k}"] = train_acc[k]
+            out[f"{n}:test_accuracy_factor_{k}"] = test_acc[k]
+        out[f"{n}:mean_train_accuracy"] = float(np.mean(train_acc))
+        out[f"{n}:mean_test_accuracy"] = float(np.mean(test_acc))
+        out[f"{n}:min_train_accuracy"] = float(np.min(train_acc))
+        out[f"{n}:min_test_accuracy"] = float(np.min(test_acc))
+    if "100:mean_test_accuracy" in out and "10000:mean_test_accuracy" in out:
+        denom = out["10000:mean_test_accuracy"]
+        out["sample_efficiency"] = out["100:mean_test_accuracy"] / denom if denom > 0 else 0.0
+    return out
+
+
+@register_metric("downstream_logistic_regression")
+def downstream_logistic_regression(
+    data: GroundTruthData,
+    representation: Representation,
+    rng: np.random.Generator,
+    num_train: Sequence[int] = NUM_TRAIN,
+    num_test: int = 5_000,
+) -> dict[str, float]:
+    """Downstream accuracy of logistic regression, and sample efficiency acc@100/acc@10000.
+
+    Defaults from the study's ``downstream_task_logistic_regression.gin``: num_train
+    [10, 100, 1000, 10000], num_test 5000, ``LogisticRegressionCV(Cs=10, cv=KFold(5))``
+    (REFERENCE.md §4; fewer folds when there are fewer than 5 points, a factor seen with one
+    value predicts that value). Keys as dlib: ``"<n>:mean_test_accuracy"`` etc., plus
+    ``sample_efficiency``.
+    """
+    return downstream_task(data, representation, rng, "logistic_regression", num_train,
+                           num_test)
+
+
+@register_metric("downstream_boosted_trees")
+def downstream_boosted_trees(
+    data: GroundTruthData,
+    representation: Representation,
+    rng: np.random.Generator,
+    num_train: Sequence[int] = NUM_TRAIN,
+    num_test: int = 5_000,
+    booster: str = "hist",
+) -> dict[str, float]:
+    """Downstream accuracy of gradient-boosted trees, and sample efficiency.
+
+    Defaults from the study's ``downstream_task_boosted_trees.gin``: num_train
+    [10, 100, 1000, 10000], num_test 5000, ``GradientBoostingClassifier()``; ``booster`` as in
+    :func:`dislab.metrics.dci.dci` (default the fast histogram booster).
+    """
+    return downstream_task(data, representation, rng, "boosted_trees", num_train, num_test,
+                           booster)

@@ -1,0 +1,220 @@
+"""Shared pieces of the metrics: sampling codes, discretisation, discrete information, splits.
+
+Conventions: codes are ``(n, d)`` and factors ``(n, K)`` (one row per observation; note that
+disentanglement_lib transposes both, REFERENCE.md §4). Information is in nats.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from dislab.data.base import GroundTruthData
+from dislab.metrics.base import MetricError, Representation, encode_index
+
+__all__ = [
+    "sample_codes",
+    "histogram_discretize",
+    "discretize",
+    "discrete_entropy",
+    "discrete_mutual_info",
+    "mutual_info",
+    "entropy",
+    "normalize_data",
+    "split_train_test",
+    "check_data",
+    "check_count",
+    "quiet_sklearn",
+    "sklearn_seed",
+]
+
+
+def check_data(data: Any) -> GroundTruthData:
+    """Require a :class:`GroundTruthData` (a full factorial grid with factor labels)."""
+    if not isinstance(data, GroundTruthData):
+        raise MetricError(
+            f"metrics need a ground-truth data set on a full factor grid (a "
+            f"dislab.data.GroundTruthData), got {type(data).__name__}; wrap a simulator with "
+            "dislab.data.from_function(factor_sizes, observe)."
+        )
+    return data
+
+
+def check_count(n: int, minimum: int, what: str) -> int:
+    """Require ``n >= minimum`` points for ``what``; return ``int(n)``."""
+    if int(n) != n or n < minimum:
+        raise MetricError(
+            f"{what} must be an integer >= {minimum} (got {n}); this metric cannot be "
+            "estimated from fewer points."
+        )
+    return int(n)
+
+
+def sample_codes(
+    data: GroundTruthData,
+    representation: Representation,
+    num_points: int,
+    rng: np.random.Generator,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``(n, d)`` and factors ``(n, K)`` of ``num_points`` points drawn from ``data``.
+
+    The counterpart of disentanglement_lib's ``generate_batch_factor_code`` (untransposed).
+    Points are drawn with the data set's sampler (uniform over the grid by default).
+    """
+    index = data.sample_index(num_points, rng)
+    return encode_index(data, representation, index, batch_size), data.factors(index)
+
+
+# -- discretisation --------------------------------------------------------------------------
+def histogram_discretize(target: np.ndarray, num_bins: int = 20) -> np.ndarray:
+    """Equal-width histogram labels ``1..num_bins`` of each column of ``target (n, d)``.
+
+    As disentanglement_lib's ``_histogram_discretize`` (``np.digitize`` against
+    ``np.histogram``'s edges without the last), but column-wise on ``(n, d)``. Default 20 bins:
+    the study's ``discretizer.num_bins`` (REFERENCE.md §4).
+    """
+    target = np.asarray(target)
+    if target.ndim == 1:
+        target = target[:, None]
+    out = np.zeros(target.shape, dtype=np.int64)
+    for j in range(target.shape[1]):
+        edges = np.histogram_bin_edges(target[:, j], num_bins)
+        out[:, j] = np.digitize(target[:, j], edges[:-1])
+    return out
+
+
+def discretize(target: np.ndarray, discretizer: str = "histogram", num_bins: int = 20
+               ) -> np.ndarray:
+    """Discretise columns: ``"histogram"`` (equal width, ``num_bins``) or ``"identity"``.
+
+    ``"identity"`` keeps the values as labels (each distinct value is one class), as the
+    disentanglement_lib unit tests do with their identity discretizer.
+    """
+    if discretizer == "histogram":
+        return histogram_discretize(target, num_bins)
+    if discretizer == "identity":
+        target = np.asarray(target)
+        return target[:, None] if target.ndim == 1 else target
+    raise MetricError(f"unknown discretizer {discretizer!r}; use 'histogram' or 'identity'.")
+
+
+def _labels(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Labels of a 1-D array as ``0..m-1`` and ``m``."""
+    values, inverse = np.unique(np.asarray(x).reshape(-1), return_inverse=True)
+    return inverse.reshape(-1), len(values)
+
+
+def mutual_info(a: np.ndarray, b: np.ndarray) -> float:
+    """Discrete mutual information (nats) of two label vectors ``(n,)``.
+
+    Equal to ``sklearn.metrics.mutual_info_score(a, b)`` (the estimator disentanglement_lib
+    uses), computed from the joint histogram.
+    """
+    la, na = _labels(a)
+    lb, nb = _labels(b)
+    n = la.shape[0]
+    if n == 0:
+        raise MetricError("mutual information of empty label vectors.")
+    joint = np.bincount(la * nb + lb, minlength=na * nb).reshape(na, nb) / n
+    pa = joint.sum(axis=1, keepdims=True)
+    pb = joint.sum(axis=0, keepdims=True)
+    nz = joint > 0
+    value = float(np.sum(joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])))
+    return max(value, 0.0)
+
+
+def entropy(a: np.ndarray) -> float:
+    """Discrete entropy (nats) of a label vector ``(n,)``."""
+    la, na = _labels(a)
+    p = np.bincount(la, minlength=na) / la.shape[0]
+    p = p[p > 0]
+    return float(-np.sum(p * np.log(p)))
+
+
+def discrete_mutual_info(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """MI matrix ``(d, K)`` of discrete code columns ``(n, d)`` and factor columns ``(n, K)``."""
+    codes = np.asarray(codes)
+    factors = np.asarray(factors)
+    if codes.shape[0] != factors.shape[0]:
+        raise MetricError(f"codes have {codes.shape[0]} rows but factors {factors.shape[0]}.")
+    m = np.zeros((codes.shape[1], factors.shape[1]))
+    for i in range(codes.shape[1]):
+        for j in range(factors.shape[1]):
+            m[i, j] = mutual_info(codes[:, i], factors[:, j])
+    return m
+
+
+def discrete_entropy(factors: np.ndarray) -> np.ndarray:
+    """Entropy ``(K,)`` of each discrete column of ``factors (n, K)``."""
+    factors = np.asarray(factors)
+    return np.array([entropy(factors[:, j]) for j in range(factors.shape[1])])
+
+
+# -- preprocessing ---------------------------------------------------------------------------
+def normalize_data(train: np.ndarray, test: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Z-score columns of ``train (n, d)`` (and ``test``) with the train mean and std.
+
+    Constant columns are centred only (disentanglement_lib divides by 0 there).
+    """
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return (train - mean) / std, None if test is None else (test - mean) / std
+
+
+def split_train_test(observations: np.ndarray, train_percentage: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """First ``ceil(n * train_percentage)`` rows for training, the rest for testing."""
+    n = observations.shape[0]
+    n_train = int(math.ceil(n * train_percentage))
+    return observations[:n_train], observations[n_train:]
+
+
+# -- sklearn glue ----------------------------------------------------------------------------
+def sklearn_seed(rng: np.random.Generator) -> int:
+    """An ``int`` random_state for an sklearn estimator, drawn from ``rng``."""
+    return int(rng.integers(0, 2**31 - 1))
+
+
+@contextmanager
+def quiet_sklearn() -> Iterator[None]:
+    """Silence sklearn's convergence warnings (the metrics fix the iteration budgets)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        warnings.filterwarnings("ignore", message=".*number of unique classes.*")
+        yield
+
+
+def fit_or_constant(make: Callable[[], Any], x: np.ndarray, y: np.ndarray) -> Any:
+    """Fit ``make()`` on ``(x, y)``; if ``y`` has a single class, a constant predictor.
+
+    Tiny training sets (the downstream task's 10 points) can see one value of a factor only;
+    sklearn classifiers refuse to fit then, so the metric predicts that value.
+    """
+    classes = np.unique(y)
+    if len(classes) < 2:
+        return _Constant(classes[0])
+    with quiet_sklearn():
+        return make().fit(x, y)
+
+
+class _Constant:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.classes_ = np.array([value])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(x.shape[0], self.value)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.ones((x.shape[0], 1))
