@@ -58,19 +58,24 @@ def test_column_lookup() -> None:
         "metric.dci.completeness": [0.3], "metric.beta_vae.train_accuracy": [0.4],
         "metric.beta_vae.eval_accuracy": [0.5],
         "metric.unsupervised.gaussian_total_correlation": [1.0],
-        "metric.unsupervised_sampled.gaussian_total_correlation": [0.5],
-        "metric.downstream.10:mean_test_accuracy": [0.3],
-        "metric.downstream.100:mean_test_accuracy": [0.6],
-        "metric.downstream.10000:mean_test_accuracy": [0.9],
-        "final.reconstruction": [40.0], "final.loss": [50.0]})
+        "metric.unsupervised.gaussian_total_correlation_sampled": [0.5],
+        "metric.elbo_decomposition.tc": [2.0],
+        "metric.dotran.windin": [0.2], "metric.dotran.rmig": [0.1],
+        "metric.downstream_boosted_trees.100:mean_test_accuracy": [0.7],
+        "metric.downstream_boosted_trees.10000:mean_test_accuracy": [0.95],
+        "metric.downstream_logistic_regression.10:mean_test_accuracy": [0.3],
+        "metric.downstream_logistic_regression.100:mean_test_accuracy": [0.6],
+        "metric.downstream_logistic_regression.10000:mean_test_accuracy": [0.9],
+        "final.recon": [40.0], "final.loss": [50.0]})
     assert set(sp.headline_metrics(frame)) == {
         "metric.mig.discrete_mig", "metric.dci.disentanglement",
-        "metric.beta_vae.eval_accuracy"}
+        "metric.beta_vae.eval_accuracy", "metric.dotran.windin"}
     assert sp.tc_columns(frame) == ("metric.unsupervised.gaussian_total_correlation",
-                                    "metric.unsupervised_sampled.gaussian_total_correlation")
+                                    "metric.unsupervised.gaussian_total_correlation_sampled")
     acc, small, _ = sp.downstream_columns(frame)
-    assert acc.endswith("10000:mean_test_accuracy") and small.endswith("100:mean_test_accuracy")
-    assert sp.reconstruction_column(frame) == "final.reconstruction"
+    assert acc == "metric.downstream_logistic_regression.10000:mean_test_accuracy"
+    assert small == "metric.downstream_logistic_regression.100:mean_test_accuracy"
+    assert sp.reconstruction_column(frame) == "final.recon"
 
 
 def test_too_few_runs_say_so_instead_of_plotting() -> None:

@@ -10,7 +10,8 @@ Columns (every run of the folder, finished or not):
   dicts flattened with dots, e.g. ``config.data_options.noise``);
 * ``metric.<metric>.<key>``: every metric value (e.g. ``metric.mig.discrete_mig``);
 * ``final.<name>``: the final training logs (e.g. ``final.loss``, ``final.reconstruction``);
-* ``train_seconds``, ``eval_seconds``, ``seconds`` (wall time of the run).
+* ``train_seconds``, ``eval_seconds``, ``seconds`` (wall time of the run);
+* ``metrics_skipped``: metrics the evaluation skipped, with the reason (or null).
 
 The table is rebuilt from the run folders each time (``dislab study collect DIR``), so a
 resumed study never duplicates a row: a run folder is one row. Read it with
@@ -73,6 +74,8 @@ def _row(folder: Path) -> dict[str, Any] | None:
     if result is not None:
         _flatten("metric", result.get("metrics") or {}, row)
         _flatten("final", result.get("final_logs") or {}, row)
+        skipped = result.get("metrics_skipped") or {}
+        row["metrics_skipped"] = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or None
         for key in ("train_seconds", "eval_seconds", "seconds"):
             row[key] = result.get(key)
     return row

@@ -58,14 +58,16 @@ def fake_metrics(run: dict[str, Any]) -> tuple[dict[str, dict[str, float]], dict
         "modularity": {"modularity_score": 0.85 + noisy(0.1, "mo"),
                        "explicitness_score_train": 0.9, "explicitness_score_test": 0.88},
         "unsupervised": {"gaussian_total_correlation": 2.0 * (1 - d) + noisy(0.3, "t"),
+                         "gaussian_total_correlation_sampled": 0.5 * (1 - d) + noisy(0.1, "ts"),
                          "mutual_info_score": 0.2 * (1 - d) + noisy(0.05, "mi")},
-        "unsupervised_sampled": {"gaussian_total_correlation":
-                                 0.5 * (1 - d) + noisy(0.1, "ts")},
-        "downstream": {"100:mean_test_accuracy": 0.5 + 0.2 * d + noisy(0.1, "d100"),
-                       "10000:mean_test_accuracy": 0.9 + noisy(0.05, "d10k")},
+        "elbo_decomposition": {"tc": 3.0 * (1 - d) + noisy(0.5, "tc"), "mi": 2.0,
+                               "dimwise_kl": 10.0},
+        "downstream_logistic_regression": {
+            "100:mean_test_accuracy": 0.5 + 0.2 * d + noisy(0.1, "d100"),
+            "10000:mean_test_accuracy": 0.9 + noisy(0.05, "d10k")},
     }
     final_logs = {"loss": 60.0 + 40.0 * d + noisy(5.0, "l"),
-                  "reconstruction": 40.0 + 50.0 * d + noisy(5.0, "r"),
+                  "recon": 40.0 + 50.0 * d + noisy(5.0, "r"),
                   "kl": 30.0 * (1 - d) + 5.0}
     return metrics, final_logs
 

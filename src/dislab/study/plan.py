@@ -6,11 +6,13 @@ A **run** is a plain JSON-able dict (it travels to worker processes and Ray task
      "data": "dsprites",              # the data set's label (table column)
      "method": "beta_vae", "hparams": {"beta": 4}, "seed": 0,
      "eval_seed": 0, "metrics": null,  # null = every metric
+     "metric_params": {},              # metric -> parameter overrides
      "train": {...}}                  # the dislab.train.TrainConfig fields, without "out"
 
 The id ends with the first 8 hex digits of the SHA-256 of the canonical JSON of everything
-that determines the result (``train``, ``metrics``, ``eval_seed``), so the same config always
-maps to the same folder and a changed config (e.g. other ``--steps``) to a new one.
+that determines the result (``train``, ``metrics``, ``metric_params``, ``eval_seed``), so the
+same config always maps to the same folder and a changed config (e.g. other ``--steps``) to a
+new one.
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ def _hp_text(hparams: dict[str, Any], shown: list[str]) -> str:
 
 def run_id(run: dict[str, Any], shown_hparams: list[str] | None = None) -> str:
     """The stable id of ``run``: ``<data>-<method>-<swept hparams>-s<seed>-<hash8>``."""
-    key = _canonical({"train": run["train"], "metrics": run["metrics"],
-                      "eval_seed": run["eval_seed"], "data": run["data"]})
+    identity = {"train": run["train"], "metrics": run["metrics"],
+                "eval_seed": run["eval_seed"], "data": run["data"]}
+    if run.get("metric_params"):
+        identity["metric_params"] = run["metric_params"]
+    key = _canonical(identity)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     shown = sorted(run["hparams"]) if shown_hparams is None else shown_hparams
     label = re.sub(r"[^A-Za-z0-9_.=-]", "_", str(run["data"]))
@@ -106,6 +111,7 @@ def expand(spec: StudySpec) -> list[dict[str, Any]]:
                         "seed": seed,
                         "eval_seed": seed if spec.eval_seed == "run" else int(spec.eval_seed),
                         "metrics": None if spec.metrics is None else list(spec.metrics),
+                        "metric_params": {k: dict(v) for k, v in spec.metric_params.items()},
                         "train": train,
                     }
                     run["run_id"] = run_id(run, varying)

@@ -158,6 +158,8 @@ def execute_run(run: dict[str, Any], study_dir: str, run_fn: str = DEFAULT_RUN_F
         "train_seconds": out.get("train_seconds"),
         "eval_seconds": out.get("eval_seconds"),
         "final_logs": out.get("final_logs", {}),
+        "metric_seconds": out.get("metric_seconds", {}),
+        "metrics_skipped": out.get("metrics_skipped", {}),
         "seconds": time.time() - started,
         "finished": time.time(),
     }
@@ -194,10 +196,16 @@ def train_and_evaluate(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         train_status = read_json(model_dir / "status.json") or {}
     train_wall = time.perf_counter() - t0
     t1 = time.perf_counter()
-    metrics = evaluate_run(model_dir, metrics=run.get("metrics"), seed=int(run["eval_seed"]))
+    record = evaluate_run(model_dir, metrics=run.get("metrics"), seed=int(run["eval_seed"]),
+                          params=run.get("metric_params") or None, progress=False)
     eval_seconds = time.perf_counter() - t1
+    metrics = {name: rec.get("values", rec) if isinstance(rec, dict) else rec
+               for name, rec in (record.get("metrics") or {}).items()}
     return {
         "metrics": metrics,
+        "metric_seconds": {name: rec.get("seconds") for name, rec in
+                           (record.get("metrics") or {}).items() if isinstance(rec, dict)},
+        "metrics_skipped": record.get("skipped") or {},
         "train_seconds": train_status.get("train_seconds", train_wall),
         "eval_seconds": eval_seconds,
         "final_logs": train_status.get("final_logs") or {},

@@ -26,6 +26,8 @@ Format (every key except ``methods`` is optional; defaults in brackets)::
     latent_dim: 10                # [10]
     batch_size: 64                # [64]
     metrics: null                 # [null = every metric of dislab.metrics] list of metric names
+    metric_params:                # [{}] metric -> parameters overriding its defaults, e.g. to
+      dci: {num_train: 1000}      #   score laptop-scale runs faster (`dislab metrics` lists them)
     eval_seed: run                # ["run" = the run's training seed] or a fixed int for all runs
     train: {lr: 0.0001}           # [{}] any other dislab.train.TrainConfig field (arch,
                                   #   reconstruction, lr, beta1, beta2, eps, device, ...)
@@ -66,7 +68,7 @@ __all__ = [
 
 _TOP_KEYS = {
     "name", "description", "data", "methods", "seeds", "steps", "latent_dim", "batch_size",
-    "metrics", "eval_seed", "train",
+    "metrics", "metric_params", "eval_seed", "train",
 }
 #: TrainConfig fields that the spec sets through its own keys (not through ``train:``).
 _RESERVED_TRAIN = {"model", "data", "data_path", "data_options", "latent_dim", "hparams",
@@ -114,6 +116,7 @@ class StudySpec:
     latent_dim: int = 10
     batch_size: int = 64
     metrics: list[str] | None = None
+    metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_seed: int | str = "run"
     train: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -155,6 +158,7 @@ class StudySpec:
             "latent_dim": self.latent_dim,
             "batch_size": self.batch_size,
             "metrics": None if self.metrics is None else list(self.metrics),
+            "metric_params": {k: dict(v) for k, v in self.metric_params.items()},
             "eval_seed": self.eval_seed,
             "train": dict(self.train),
         }
@@ -226,6 +230,17 @@ def parse_spec(raw: Any, default_name: str = "study") -> StudySpec:
             raise DislabError("'metrics' must be a list of metric names (see `dislab metrics`) "
                               "or null for all of them.")
         _check_metrics(metrics)
+    metric_params = raw.get("metric_params") or {}
+    if not isinstance(metric_params, dict) or not all(
+            isinstance(v, dict) for v in metric_params.values()):
+        raise DislabError("'metric_params' must map a metric name to a mapping of its "
+                          "parameters, e.g. {dci: {num_train: 1000}}.")
+    if metrics is not None:
+        extra = sorted(set(metric_params) - set(metrics))
+        if extra:
+            raise DislabError(f"'metric_params' sets {extra}, which 'metrics' does not run; "
+                              "add them to 'metrics' or remove their parameters.")
+    _check_metrics(list(metric_params))
     eval_seed = raw.get("eval_seed", "run")
     if not (eval_seed == "run" or (isinstance(eval_seed, int) and not isinstance(eval_seed, bool)
                                    and eval_seed >= 0)):
@@ -249,6 +264,7 @@ def parse_spec(raw: Any, default_name: str = "study") -> StudySpec:
         latent_dim=_positive_int(raw.get("latent_dim", 10), "latent_dim"),
         batch_size=_positive_int(raw.get("batch_size", 64), "batch_size"),
         metrics=metrics,
+        metric_params={k: dict(v) for k, v in metric_params.items()},
         eval_seed=eval_seed,
         train=dict(train),
     )
