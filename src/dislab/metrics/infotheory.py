@@ -401,10 +401,11 @@ def gaussian_mixture_logs(
       ``log q(z_sj | label = label[gen_s])`` (mixture over the rows with that label);
     * ``self`` ``(S, d)``: ``log q(z_sj | x_gen)``.
 
-    The 1-D terms (``dim``, ``cond``) keep each sample's own component exactly and stand in for
-    the others with ``comps``; the multi-dimensional ones (``joint``, ``not_i``) also sum the
-    ``num_neighbours`` rows nearest the generator exactly (:func:`neighbour_stratified_log`),
-    since in ``d`` dimensions a random subset rarely holds the few rows that overlap a sample.
+    Every term keeps each sample's own component exactly and stands in for the others with
+    ``comps``; ``dim`` also sums the ``num_neighbours`` rows ranked nearest the generator in
+    ``mean_j`` exactly, and ``joint``/``not_i`` the ``num_neighbours`` rows nearest in all
+    (scaled) means (:func:`neighbour_stratified_log`): a random subset rarely holds the few
+    rows that overlap a sample. ``cond`` uses the generator and ``comps`` only.
     """
     from tqdm.auto import tqdm
 
@@ -436,6 +437,18 @@ def gaussian_mixture_logs(
     if not_i:
         out["not_i"] = np.empty((s_total, d))
     conds = [np.empty((s_total, d)) for _ in groups]
+    nb1 = None
+    dim_idx = np.arange(d)
+    if dims and num_neighbours is not None and 2 <= int(num_neighbours) < n:
+        # 1-D strata: for latent j the rows ranked nearest the generator in mean_j
+        k1 = int(num_neighbours)
+        nb1 = np.empty((s_total, k1, d), dtype=np.int64)
+        for j in range(d):
+            order = np.argsort(mean[:, j], kind="stable")
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n)
+            start = np.clip(rank[gen] - k1 // 2, 0, n - k1)
+            nb1[:, :, j] = order[start[:, None] + np.arange(k1)]
     if joint or not_i:
         scale = np.maximum(np.median(np.exp(0.5 * logvar), axis=0), 1e-3)
         nbr = neighbour_rows(mean, scale, gen, num_neighbours)
@@ -458,9 +471,18 @@ def gaussian_mixture_logs(
             shift = np.maximum(lg, ll.max(axis=1))
             e = np.exp(ll - shift[:, None, :].astype(np.float32))
             eg = np.exp(lg - shift)
-            if dims:
+            if dims and nb1 is None:
                 out["dim"][a:b] = stratified_log(
                     eg, e.sum(axis=1, dtype=np.float64), m, gi[:, None], n, shift)
+            elif dims:
+                rows1 = nb1[a:b]  # (sc, k1, d)
+                mu1 = mean[rows1, dim_idx].astype(np.float64)
+                lv1 = logvar[rows1, dim_idx].astype(np.float64)
+                en = np.exp(gaussian_log_density(z[a:b, None, :], mu1, lv1) - shift[:, None, :])
+                mask1 = in_comp[rows1]
+                out["dim"][a:b] = neighbour_stratified_log(
+                    en.sum(axis=1), (en * mask1).sum(axis=1), mask1.sum(axis=1),
+                    e.sum(axis=1, dtype=np.float64), m, nb1.shape[1], n, shift)
             if groups:
                 flat = e.transpose(0, 2, 1).reshape(-1, m)
                 for k, (lab_g, onehot, cnt_r, cnt_all) in enumerate(group_info):
