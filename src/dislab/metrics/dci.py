@@ -15,7 +15,7 @@ import numpy as np
 
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import Representation
-from dislab.metrics.boosting import fit_booster, importances
+from dislab.metrics.boosting import fit_booster, importances, predict_train
 from dislab.metrics.registry import register_metric
 from dislab.metrics.utils import check_count, check_data, sample_codes, sklearn_seed
 
@@ -75,7 +75,7 @@ def importance_matrix(
     codes_test: np.ndarray,
     factors_test: np.ndarray,
     rng: np.random.Generator,
-    booster: str = "hist",
+    booster: str = "fast",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``R (d, K)``, train accuracies ``(K,)`` and test accuracies ``(K,)``."""
     d, num_factors = codes.shape[1], factors.shape[1]
@@ -85,7 +85,7 @@ def importance_matrix(
     for k in range(num_factors):
         model = fit_booster(booster, codes, factors[:, k], sklearn_seed(rng))
         r[:, k] = importances(model, d)
-        train_acc[k] = np.mean(model.predict(codes) == factors[:, k])
+        train_acc[k] = np.mean(predict_train(model, codes) == factors[:, k])
         test_acc[k] = np.mean(model.predict(codes_test) == factors_test[:, k])
     return r, train_acc, test_acc
 
@@ -97,14 +97,14 @@ def dci(
     rng: np.random.Generator,
     num_train: int = 10_000,
     num_test: int = 5_000,
-    booster: str = "hist",
+    booster: str = "fast",
 ) -> dict[str, float]:
     """DCI disentanglement, completeness and informativeness (accuracy).
 
     Defaults from the study's ``dci.gin``: num_train 10000, num_test 5000 (REFERENCE.md §4).
     ``booster="reference"`` is disentanglement_lib's ``GradientBoostingClassifier()``;
-    the default ``"hist"`` is a histogram booster with the same budget (see
-    :mod:`dislab.metrics.boosting`), many times faster. Returns ``disentanglement``,
+    the default ``"fast"`` runs the same algorithm compiled with numba (see
+    :mod:`dislab.metrics.boosting`), 10-20 times faster. Returns ``disentanglement``,
     ``completeness``, ``informativeness_train``, ``informativeness_test``.
     """
     data = check_data(data)

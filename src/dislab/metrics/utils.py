@@ -190,6 +190,8 @@ def quiet_sklearn() -> Iterator[None]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # sklearn 1.9 announces default changes of LogisticRegressionCV; the metrics pin theirs
+        warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         warnings.filterwarnings("ignore", message=".*number of unique classes.*")
         yield
