@@ -80,7 +80,7 @@ def to_code_table(
         else:
             means.append(np.asarray(out))
             logvars.append(None)
-    mean = np.concatenate([m.reshape(len(m), -1) if m.ndim != 2 else m for m in means])
+    mean = np.concatenate([check_codes(m[:, None] if m.ndim == 1 else m) for m in means])
     if mean.shape[0] != n:
         raise MetricError(f"representation returned {mean.shape[0]} codes for {n} observations; "
                           "it must return one row per observation.")

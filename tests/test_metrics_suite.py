@@ -1,0 +1,170 @@
+"""evaluate / evaluate_run / the code cache / the CLI, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dislab.cli import main as dislab_main
+from dislab.data import from_function
+from dislab.metrics import (
+    CodeTable,
+    MetricError,
+    available,
+    default_metrics,
+    encode_grid,
+    evaluate,
+    evaluate_run,
+)
+from dislab.metrics.cache import load_or_encode
+from dislab.train import fit
+from train_helpers import cfg, tiny_data
+
+DATA = from_function([4, 5, 3], lambda f: f.astype(np.float32))
+FAST = {"mig": {"num_train": 500}, "irs": {"num_train": 500},
+        "factor_vae": {"num_train": 200, "num_eval": 100, "num_variance_estimate": 500},
+        "beta_vae": {"num_train": 200, "num_eval": 100}}
+
+
+def identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def test_registry_lists_the_study_metrics() -> None:
+    names = set(available())
+    assert {"beta_vae", "factor_vae", "mig", "sap", "dci", "modularity", "irs",
+            "unsupervised", "downstream_logistic_regression",
+            "downstream_boosted_trees"} <= names
+    assert set(default_metrics()) <= names
+
+
+def test_evaluate_function_and_table_agree_and_are_seeded() -> None:
+    names = list(FAST)
+    a = evaluate(identity, DATA, names, seed=1, params=FAST)
+    table = CodeTable(DATA.images_from_index(np.arange(len(DATA))))
+    b = evaluate(table, DATA, ",".join(names), seed=1, params=FAST)
+    c = evaluate(identity, DATA, names, seed=1, params=FAST, cache=False)
+    assert a == b == c
+    assert a["mig"]["discrete_mig"] > 0.9
+    d = evaluate(identity, DATA, names, seed=2, params=FAST)
+    assert d != a
+    # a metric's numbers do not depend on the other metrics run with it
+    assert evaluate(table, DATA, ["mig"], seed=1, params={"mig": FAST["mig"]}) == {
+        "mig": a["mig"]}
+
+
+@pytest.mark.parametrize(
+    "rep, words",
+    [
+        (lambda x: np.full_like(x, np.nan), "NaN"),
+        (lambda x: x[:, :, None], "shape"),
+        (lambda x: x[:1], "one row per observation"),
+    ],
+)
+def test_bad_representations(rep, words: str) -> None:
+    with pytest.raises(MetricError, match=words):
+        evaluate(rep, DATA, ["mig"], params={"mig": {"num_train": 100}})
+
+
+def test_bad_tables_and_arguments() -> None:
+    short = CodeTable(np.zeros((len(DATA) - 1, 3), np.float32))
+    with pytest.raises(MetricError, match="full grid"):
+        evaluate(short, DATA, ["mig"])
+    with pytest.raises(MetricError, match="NaN"):
+        CodeTable(np.full((len(DATA), 3), np.nan))
+    with pytest.raises(MetricError, match="unknown metric"):
+        evaluate(identity, DATA, ["nope"])
+    with pytest.raises(MetricError, match="no parameter"):
+        evaluate(identity, DATA, ["mig"], params={"mig": {"bins": 3}})
+    with pytest.raises(MetricError, match="num_train"):
+        evaluate(identity, DATA, ["dci"], params={"dci": {"num_train": 1}})
+    with pytest.raises(MetricError, match="GroundTruthData"):
+        evaluate(identity, np.zeros((10, 3)), ["mig"])  # type: ignore[arg-type]
+
+
+def test_posterior_metrics_skipped_without_logvar() -> None:
+    table = CodeTable(DATA.images_from_index(np.arange(len(DATA))))
+    posterior = [n for n in available() if n in ("mig_chen", "elbo_decomposition")]
+    out = evaluate(table, DATA, ["mig", *posterior], params={"mig": {"num_train": 200}})
+    assert set(out) == {"mig"}
+
+
+class TinyEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 4, 2, 1)
+        self.fc = nn.Linear(4 * 8 * 8, 6)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.fc(torch.relu(self.conv(x)).flatten(1))
+        return h[:, :3], h[:, 3:]
+
+
+def test_encode_grid_equals_encoding_each_image() -> None:
+    data = tiny_data()
+    model = TinyEncoder()
+    table = encode_grid(model, data, batch_size=7, progress=False)
+    assert table.mean.shape == (len(data), 3) and table.logvar.shape == (len(data), 3)
+    for i in [0, 5, len(data) - 1]:
+        x = torch.from_numpy(data.images_from_index(np.array([i])))
+        with torch.no_grad():
+            m, lv = TinyEncoder().encode(x)
+        np.testing.assert_allclose(table.mean[i], m[0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(table.logvar[i], lv[0].numpy(), atol=1e-5)
+
+
+def test_code_table_round_trip_and_reuse(tmp_path: Path) -> None:
+    data = tiny_data()
+    calls = []
+
+    def encode() -> CodeTable:
+        calls.append(1)
+        return encode_grid(TinyEncoder(), data, progress=False)
+
+    path = tmp_path / "codes.npz"
+    t1, reused = load_or_encode(path, data, {"w": "a"}, encode)
+    assert not reused and len(calls) == 1
+    t2, reused = load_or_encode(path, data, {"w": "a"}, encode)
+    assert reused and len(calls) == 1
+    np.testing.assert_array_equal(t1.mean, t2.mean)
+    np.testing.assert_array_equal(t1.logvar, t2.logvar)
+    _, reused = load_or_encode(path, data, {"w": "b"}, encode)  # other weights
+    assert not reused and len(calls) == 2
+    path.write_bytes(b"not an npz")
+    with pytest.raises(MetricError, match="delete it"):
+        CodeTable.load(str(path))
+    _, reused = load_or_encode(path, data, {"w": "b"}, encode)  # unreadable -> re-encode
+    assert not reused and len(calls) == 3
+
+
+def test_evaluate_run_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = fit(cfg(tmp_path, steps=2), progress=False)
+    rec = evaluate_run(run, metrics="mig,irs", params={"mig": {"num_train": 300},
+                                                        "irs": {"num_train": 300}},
+                       device="cpu", progress=False)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert set(saved["metrics"]) == {"mig", "irs"}
+    for r in saved["metrics"].values():
+        assert {"values", "params", "seconds", "seed"} <= set(r)
+    assert saved["dislab_version"] and saved["seed"] == 0 and not saved["codes"]["reused"]
+    assert saved["metrics"]["mig"]["params"]["num_train"] == 300
+    assert math.isfinite(rec["metrics"]["mig"]["values"]["discrete_mig"])
+    assert (run / "codes.npz").exists()
+    code = dislab_main(["evaluate", str(run), "--metrics", "mig", "--param",
+                        "mig.num_train=200", "--quiet", "--device", "cpu"])
+    assert code == 0
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["codes"]["reused"]  # the cache matched the weights
+    assert saved["metrics"]["mig"]["params"]["num_train"] == 200
+    assert "irs" in saved["metrics"]  # earlier results are kept
+    assert dislab_main(["evaluate", str(run), "--metrics", "bogus", "--quiet"]) == 2
+    assert "unknown metric" in capsys.readouterr().err
+    assert dislab_main(["metrics"]) == 0
+    assert "defaults:" in capsys.readouterr().out
