@@ -234,3 +234,40 @@ def test_image_grids_shapes_and_content(tmp_path: Path) -> None:
     assert Image.open(p).size == (2 * rec.shape[1], 2 * rec.shape[0])
     vi.save_gif(frames, tmp_path / "t.gif")
     assert (tmp_path / "t.gif").stat().st_size > 0
+
+
+# -- faster equivalent layers ----------------------------------------------------------------
+@pytest.mark.parametrize("cin, cout, h, w", [(32, 1, 8, 8), (6, 3, 5, 7)])
+def test_subpixel_deconv_equals_conv_transpose(cin: int, cout: int, h: int, w: int) -> None:
+    from torch import nn
+
+    from dislab.train.fast import SubPixelConvTranspose2d
+
+    torch.manual_seed(0)
+    ref = nn.ConvTranspose2d(cin, cout, 4, 2, 1).double()
+    fast = SubPixelConvTranspose2d(ref)
+    x = torch.randn(2, cin, h, w, dtype=torch.float64, requires_grad=True)
+    y_ref, y = ref(x), fast(x)
+    assert y.shape == (2, cout, 2 * h, 2 * w)
+    assert torch.allclose(y, y_ref, atol=1e-12)
+    g = torch.randn_like(y)
+    grads_ref = torch.autograd.grad(y_ref, (x, ref.weight, ref.bias), g)
+    grads = torch.autograd.grad(y, (x, ref.weight, ref.bias), g)
+    for a, b in zip(grads, grads_ref):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_accelerate_keeps_parameters_and_keys() -> None:
+    from dislab.train.fast import SubPixelConvTranspose2d, accelerate
+
+    torch.manual_seed(0)
+    m = models.create("beta_vae", (1, 64, 64), 10)
+    keys = list(m.state_dict())
+    z = torch.randn(3, 10)
+    before = m.decode(z)
+    params = list(m.parameters())
+    assert accelerate(m) == 1  # only the last deconv (32 -> 1 channel)
+    assert isinstance(m.decoder.deconv[6], SubPixelConvTranspose2d)
+    assert list(m.state_dict()) == keys
+    assert all(a is b for a, b in zip(m.parameters(), params))
+    assert torch.allclose(m.decode(z), before, atol=1e-5)

@@ -25,7 +25,7 @@ __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 #: allowed so that a run stopped by a NaN loss can continue with a smaller step).
 RESUMABLE_CHANGES = (
     "steps", "out", "device", "checkpoint_every", "log_every", "image_every", "compile",
-    "tensorboard", "threads", "lr", "prefetch",
+    "tensorboard", "threads", "lr", "prefetch", "accelerate",
 )
 
 
@@ -56,6 +56,8 @@ class TrainConfig:
             working compiler is found; see docs/training.md for the measured effect).
         channels_last: channels-last memory format for image models (``"auto"``: on for 4-D
             image batches; identical results up to float rounding, faster on CPU and GPU).
+        accelerate: swap layers for faster equivalents with the same parameters
+            (:mod:`dislab.train.fast`; same function up to float rounding).
         tensorboard: write TensorBoard event files to ``tb/``.
         threads: ``torch.set_num_threads`` value (``None``: leave PyTorch's default).
         prefetch: prepare the next batch in a background thread while the current one trains.
@@ -85,6 +87,7 @@ class TrainConfig:
     image_every: int = 10_000
     compile: bool | str = "auto"
     channels_last: bool | str = "auto"
+    accelerate: bool = True
     tensorboard: bool = True
     threads: int | None = None
     prefetch: bool = True
@@ -191,7 +194,7 @@ class TrainConfig:
         for name in ("compile", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise bad(name, "must be true, false or \"auto\".")
-        for name in ("tensorboard", "prefetch"):
+        for name in ("tensorboard", "prefetch", "accelerate"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "must be true or false.")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):

@@ -271,6 +271,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data = data if data is not None else _load_data(cfg)
         self.model = build_model(cfg, tuple(self.data.observation_shape), len(self.data))
+        if cfg.accelerate:
+            from dislab.train.fast import accelerate
+
+            accelerate(self.model)
         self.model.to(self.device)
         self.model.train()
         obs = tuple(self.data.observation_shape)

@@ -1,0 +1,89 @@
+"""Execution-only speed-ups of the networks: same function, same parameters, faster kernels.
+
+:func:`accelerate` swaps sub-modules for equivalents that compute the same function (up to
+float rounding) with the *same* ``Parameter`` objects under the same names, so ``state_dict``
+keys, checkpoints and weights files are unchanged and a model trained with it loads into the
+plain nets.
+
+* :class:`SubPixelConvTranspose2d`: a ``ConvTranspose2d(k=4, s=2, p=1)`` with few output
+  channels (the decoder's last layer, 32 -> C=1 or 3 channels at 64×64) becomes one 2×2
+  convolution to ``4·C`` channels followed by an interleave ("sub-pixel" form). oneDNN runs
+  the transposed convolution to one channel at a small fraction of its peak; the 2×2 form is a
+  regular convolution with 4·C outputs.
+
+Derivation (one spatial axis): ``y[2i + a] = Σ_j x[j] w[2(i - j) + a + 1]``, so the even
+outputs (a = 0) use ``x[i-1]·w[3] + x[i]·w[1]`` and the odd ones (a = 1) ``x[i]·w[2] +
+x[i+1]·w[0]``. A 2×2 convolution over ``x`` padded by one gives at position ``p`` the pair
+``(x[p-1], x[p])``: phase 0 is its output at ``p = i`` with taps (3, 1), phase 1 at ``p = i+1``
+with taps (2, 0). Both axes: four phases, ``4·C`` output channels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SubPixelConvTranspose2d", "accelerate"]
+
+_TAPS = ((3, 1), (2, 0))  # kernel taps of phase 0 and phase 1 (see the module docstring)
+
+
+class SubPixelConvTranspose2d(nn.Module):
+    """``ConvTranspose2d(in, out, 4, stride=2, padding=1)`` as a 2×2 conv + interleave.
+
+    Holds the original ``weight`` ``(in, out, 4, 4)`` and ``bias`` ``(out,)`` parameters.
+    Input ``(B, in, H, W)`` -> output ``(B, out, 2H, 2W)``.
+    """
+
+    def __init__(self, conv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        # gather index over the flattened 4x4 kernel for each phase (a, b) and tap (r, s)
+        flat = [[_TAPS[a][r] * 4 + _TAPS[b][s] for r in range(2) for s in range(2)]
+                for a in range(2) for b in range(2)]
+        self.register_buffer("_index", torch.tensor(flat, dtype=torch.long), persistent=False)
+
+    def _conv_weight(self) -> torch.Tensor:
+        w = self.weight.flatten(2)  # (in, out, 16)
+        g = w[:, :, self._index.flatten()]  # (in, out, 4 phases * 4 taps)
+        g = g.view(self.in_channels, self.out_channels, 4, 2, 2)
+        return g.permute(2, 1, 0, 3, 4).reshape(4 * self.out_channels, self.in_channels, 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        c = self.out_channels
+        y = F.conv2d(x, self._conv_weight(), None, padding=1)  # (B, 4c, h+1, w+1)
+        y = y.view(b, 2, 2, c, h + 1, w + 1)
+        rows = [torch.stack([y[:, a, bb, :, a:a + h, bb:bb + w] for bb in range(2)], dim=-1)
+                for a in range(2)]  # each (B, c, h, w, 2)
+        out = torch.stack(rows, dim=3).reshape(b, c, 2 * h, 2 * w)  # (B, c, h, 2, w, 2)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size=4, stride=2, padding=1"
+
+
+def _eligible(m: nn.Module, max_out: int) -> bool:
+    return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (4, 4)
+            and m.stride == (2, 2) and m.padding == (1, 1) and m.output_padding == (0, 0)
+            and m.dilation == (1, 1) and m.groups == 1 and m.out_channels <= max_out)
+
+
+def accelerate(model: nn.Module, max_out: int = 4) -> int:
+    """Swap eligible sub-modules of ``model`` in place; returns how many were swapped.
+
+    Only transposed convolutions with at most ``max_out`` output channels are swapped (where
+    the sub-pixel form was measured faster; wider layers run well as they are).
+    """
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if _eligible(child, max_out):
+                setattr(parent, name, SubPixelConvTranspose2d(child))
+                swapped += 1
+    return swapped
