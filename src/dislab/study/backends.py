@@ -75,6 +75,10 @@ def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
                 if on_done:
                     on_done(record)
     except BaseException:
+        # Ctrl-C / an error in the driver: stop the workers now (their runs stay resumable)
+        # instead of waiting for the running runs to finish.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

@@ -9,8 +9,10 @@ the end of every invocation; :mod:`dislab.study.collect`).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,19 @@ class _Lock:
             self.path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Make SIGTERM (``kill``, a batch scheduler's time limit) stop the study like Ctrl-C:
+    workers stopped, table written, runs resumable. Returns the previous handler (``None``
+    outside the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _alive(pid: int) -> bool:
@@ -162,9 +177,12 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
         elif gpus:
             raise DislabError("--gpus is for --backend ray; the local backend runs every run "
                               "on the device of its training config (device: auto).")
+        previous = _sigterm_as_interrupt()
         try:
             backends.BACKENDS[backend](todo, str(out), **kwargs)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             bar.close()
             table = write_table(out) if (out / "runs").is_dir() else None
     summary = {
