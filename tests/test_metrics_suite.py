@@ -118,6 +118,8 @@ def test_encode_grid_equals_encoding_each_image() -> None:
             m, lv = TinyEncoder().encode(x)
         np.testing.assert_allclose(table.mean[i], m[0].numpy(), atol=1e-5)
         np.testing.assert_allclose(table.logvar[i], lv[0].numpy(), atol=1e-5)
+    eager = encode_grid(TinyEncoder(), data, batch_size=64, progress=False, jit=False)
+    np.testing.assert_allclose(eager.mean, table.mean, atol=1e-5)
 
 
 def test_code_table_round_trip_and_reuse(tmp_path: Path) -> None:

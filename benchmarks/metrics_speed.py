@@ -1,0 +1,132 @@
+"""Speed of dislab's evaluation on dSprites: encoding, every default metric, DCI's booster.
+
+Prints
+* encoding images/s of a plain eval-mode PyTorch loop (batch 64, float images, ``no_grad``)
+  and of :func:`dislab.metrics.cache.encode_rows` over the same images, and their ratio;
+* the time to encode the full grid (737,280 images) into a code table;
+* the time of each default metric on the cached table, and the total;
+* DCI with the compiled booster vs scikit-learn's ``GradientBoostingClassifier`` (the
+  reference) on the same codes: both results, the largest absolute gap, both times.
+
+The encoder is a randomly initialised study conv encoder (``dislab.models.create("beta_vae",
+(1, 64, 64))``); the data set is procedural dSprites (``dislab.data.load("dsprites")``) unless
+``--path`` gives the official file.
+
+    .venv/bin/python benchmarks/metrics_speed.py                 # everything (~10 min, 2 cores)
+    .venv/bin/python benchmarks/metrics_speed.py --no-reference  # skip sklearn's slow DCI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def _plain_loop(model: torch.nn.Module, data, index: np.ndarray, batch: int = 64) -> float:
+    """images/s of the straightforward loop a user would write."""
+    model.eval()
+    t = time.perf_counter()
+    with torch.no_grad():
+        for s in range(0, len(index), batch):
+            x = torch.from_numpy(data.images_from_index(index[s:s + batch]))
+            model.encode(x)
+    return len(index) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    import dislab
+    from dislab import data as dd
+    from dislab import models
+    from dislab.metrics import CodeTable, default_metrics
+    from dislab.metrics.cache import encode_grid, encode_rows
+    from dislab.metrics.dci import dci
+    from dislab.metrics.suite import metric_rng, run_metrics
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--path", default=None, help="official dSprites .npz (default: procedural)")
+    p.add_argument("--images", type=int, default=16384,
+                   help="images for the plain-vs-dislab encoding ratio (default 16384)")
+    p.add_argument("--codes", default=None,
+                   help="reuse a code table (.npz) instead of encoding the full grid")
+    p.add_argument("--save-codes", default=None, help="write the encoded table here")
+    p.add_argument("--metrics", default=None, help="metrics to time (default: default suite)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip DCI with sklearn's GradientBoostingClassifier (minutes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    args = p.parse_args()
+
+    torch.manual_seed(0)
+    data = dd.load("dsprites", path=args.path)
+    model = models.create("beta_vae", data.observation_shape).eval()
+    out: dict = {"dislab_version": dislab.__version__, "torch_threads": torch.get_num_threads(),
+                 "num_images": len(data)}
+    print(f"data {data!r}, torch threads {torch.get_num_threads()}")
+
+    # -- encoding ratio (same images, same encoder; plain first, then dislab, then plain) ---
+    index = np.random.default_rng(0).integers(0, len(data), args.images)
+    encode_rows(model, data, index[:2048], progress=False)  # warm-up (tracing, allocator)
+    plain1 = _plain_loop(model, data, index)
+    t = time.perf_counter()
+    encode_rows(model, data, index, progress=False)
+    ours = args.images / (time.perf_counter() - t)
+    plain2 = _plain_loop(model, data, index)
+    plain = (plain1 + plain2) / 2
+    out.update(plain_images_per_s=plain, dislab_images_per_s=ours, encode_ratio=ours / plain)
+    print(f"encoding: plain loop {plain:,.0f} img/s (runs {plain1:,.0f}, {plain2:,.0f}); "
+          f"dislab {ours:,.0f} img/s; ratio {ours / plain:.2f}x")
+
+    # -- the full grid -----------------------------------------------------------------
+    if args.codes:
+        table = CodeTable.load(args.codes)
+        out["encode_full_seconds"] = None
+        print(f"code table loaded from {args.codes}")
+    else:
+        t = time.perf_counter()
+        table = encode_grid(model, data, progress=True)
+        out["encode_full_seconds"] = time.perf_counter() - t
+        print(f"encoded all {len(data):,} images in {out['encode_full_seconds']:.1f}s "
+              f"({len(data) / out['encode_full_seconds']:,.0f} img/s)")
+        if args.save_codes:
+            table.save(args.save_codes)
+
+    # -- every default metric on the cached table --------------------------------------
+    names = args.metrics.split(",") if args.metrics else default_metrics()
+    res = run_metrics(table, data, names, seed=args.seed, progress=False)
+    out["metric_seconds"] = {k: r["seconds"] for k, r in res["results"].items()}
+    out["skipped"] = res["skipped"]
+    print("per-metric seconds on the cached table:")
+    for k, r in res["results"].items():
+        print(f"  {k:34s} {r['seconds']:7.2f}s")
+    out["metrics_total_seconds"] = res["seconds"]
+    print(f"all metrics: {res['seconds']:.1f}s")
+    if out["encode_full_seconds"] is not None:
+        out["suite_total_seconds"] = out["encode_full_seconds"] + res["seconds"]
+        print(f"whole suite (encoding + metrics): {out['suite_total_seconds']:.1f}s")
+
+    # -- DCI: compiled booster vs the sklearn reference on the same codes ----------------
+    t = time.perf_counter()
+    fast = dci(data, table, metric_rng(args.seed, "dci"), booster="fast")
+    t_fast = time.perf_counter() - t
+    out.update(dci_fast=fast, dci_fast_seconds=t_fast)
+    print(f"DCI fast      {t_fast:7.1f}s  {json.dumps({k: round(v, 4) for k, v in fast.items()})}")
+    if not args.no_reference:
+        t = time.perf_counter()
+        ref = dci(data, table, metric_rng(args.seed, "dci"), booster="reference")
+        t_ref = time.perf_counter() - t
+        gap = max(abs(fast[k] - ref[k]) for k in ref)
+        out.update(dci_reference=ref, dci_reference_seconds=t_ref, dci_max_abs_gap=gap)
+        print(f"DCI reference {t_ref:7.1f}s  "
+              f"{json.dumps({k: round(v, 4) for k, v in ref.items()})}")
+        print(f"DCI largest |fast - reference| = {gap:.4f} (speed-up {t_ref / t_fast:.1f}x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, default=float)
+
+
+if __name__ == "__main__":
+    main()
