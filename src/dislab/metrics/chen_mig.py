@@ -66,8 +66,9 @@ def chen_mutual_information(
     factor_idx: Sequence[int],
     rng: np.random.Generator,
     num_samples: int | None = 10_000,
-    max_components: int | None = 10_000,
+    max_components: int | None = 2_000,
     progress: str | None = None,
+    num_neighbours: int | None = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(I, H_z)``: ``I`` ``(d, len(factor_idx))`` unclamped ``H(z_j) - H(z_j|v_k)`` in nats and
     the marginal entropies ``H(z_j)`` ``(d,)``, for a full-grid posterior ``(N, d)``."""
@@ -77,6 +78,7 @@ def chen_mutual_information(
     res = gaussian_mixture_logs(
         z, gen, mean, logvar, comps, dims=True,
         groups=[labels[:, k] for k in factor_idx], progress=progress,
+        num_neighbours=num_neighbours,
     )
     h_z = -res["dim"].mean(axis=0)
     mi = np.empty((mean.shape[1], len(factor_idx)))
@@ -94,8 +96,9 @@ def mig_chen(
     representation: Representation,
     rng: np.random.Generator,
     num_samples: int | None = 10_000,
-    max_components: int | None = 10_000,
+    max_components: int | None = 2_000,
     factors: Sequence[str | int] | None = None,
+    num_neighbours: int | None = 64,
 ) -> dict[str, float]:
     """MIG with Chen et al.'s full-data-set estimator (needs q(z|x)).
 
@@ -119,7 +122,7 @@ def mig_chen(
     mean, logvar = posterior_index(data, representation, np.arange(len(data)))
     mi, h_z = chen_mutual_information(
         mean, logvar, data.factor_sizes, idx, rng, num_samples, max_components,
-        progress="mig_chen",
+        progress="mig_chen", num_neighbours=num_neighbours,
     )
     h_v = np.log(np.asarray([data.factor_sizes[k] for k in idx], dtype=np.float64))
     normed = np.maximum(mi, 0.0) / h_v[None, :]

@@ -320,7 +320,7 @@ def dotran(
     bin_mass: str = "density",
     sep_samples: int | None = 2_000,
     sep_components: int | None = 10_000,
-    sep_neighbours: int | None = 256,
+    sep_neighbours: int | None = 64,
 ) -> dict[str, float]:
     """Do & Tran's WSEP, WSEPIN, WINDIN, RMIG, JEMMIG, quantisation estimator (default).
 
@@ -363,7 +363,7 @@ def dotran_sampling(
     max_components: int | None = 10_000,
     num_bins_interpretability: int = 200,
     bin_limits: Sequence[float] = (-4.0, 4.0),
-    num_neighbours: int | None = 64,
+    num_neighbours: int | None = 256,
 ) -> dict[str, float]:
     """Do & Tran's metrics with the sampling estimator (opt-in; differential entropies).
 

@@ -155,15 +155,19 @@ def _windowed_quantise(
     width = int(min(nb, (last - first).max() + 1))
     offset = np.minimum(first, nb - width)
     inv = np.float32(1.0) / std
-    # u[n, j] = (centre[offset_n + j] - mu_n) / sigma_n = a_n + b_n * j
-    a = (np.float32(lo + 0.5 * w) + np.float32(w) * offset.astype(np.float32) - mean) * inv
-    u = np.multiply.outer(np.float32(w) * inv, np.arange(width, dtype=np.float32))
+    # u[n, j] = (centre[offset_n + j] - mu_n) / (sqrt(2) sigma_n) = a_n + b_n * j
+    r = inv * np.float32(math.sqrt(0.5))
+    a = (np.float32(lo + 0.5 * w) + np.float32(w) * offset.astype(np.float32) - mean) * r
+    b = np.float32(w) * r
+    u = np.multiply.outer(b, np.arange(width, dtype=np.float32))
     u += a[:, None]
-    u *= u
-    u *= np.float32(-0.5)  # now log of the unnormalised density
+    np.square(u, out=u)
+    np.negative(u, out=u)  # now log of the unnormalised density
     q = np.exp(u)
     tot = q.sum(axis=1)
-    peak = q.max(axis=1) * inv * np.float32(1.0 / math.sqrt(2.0 * math.pi))
+    # the largest density sits at the centre nearest mu (within the window)
+    jn = np.clip(np.rint(-a / b), 0, width - 1)
+    peak = np.exp(-np.square(a + b * jn)) * inv * np.float32(1.0 / math.sqrt(2.0 * math.pi))
     safe = np.maximum(tot, np.float32(1e-30))
     q *= (np.float32(1.0) / safe)[:, None]
     ent = None
@@ -269,7 +273,10 @@ def quantised_stats(
                 h_cond += float(entropy(q, axis=None))
         width = q.shape[1]
         dense = width == nb
-        if dense:
+        margs = _axis_marginals(q.reshape(*inner, nb)) if (dense and factor_joints) else None
+        if margs is not None:
+            tot = margs[0].sum(axis=0).astype(np.float64)
+        elif dense:
             tot = q.sum(axis=0).astype(np.float64)
         else:
             flat_bins = (off[:, None] + np.arange(width)).ravel()
@@ -280,7 +287,7 @@ def quantised_stats(
             for k, v in enumerate(ov):
                 joints[k][int(v)] += tot
             if dense:
-                for a, mg in enumerate(_axis_marginals(q.reshape(*inner, nb))):
+                for a, mg in enumerate(margs):
                     joints[j + a] += mg
             else:
                 qf = q.ravel().astype(np.float64)
@@ -444,7 +451,7 @@ def gaussian_mixture_logs(
         k1 = int(num_neighbours)
         nb1 = np.empty((s_total, k1, d), dtype=np.int64)
         for j in range(d):
-            order = np.argsort(mean[:, j], kind="stable")
+            order = np.argsort(mean[:, j])
             rank = np.empty(n, dtype=np.int64)
             rank[order] = np.arange(n)
             start = np.clip(rank[gen] - k1 // 2, 0, n - k1)
