@@ -1,0 +1,44 @@
+"""``dislab quickstart``: train, evaluate and report a disentangled dSprites model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from dislab.quickstart import run
+
+    overrides: dict[str, Any] = {}
+    if args.data:
+        overrides["data"] = args.data
+    run(out=args.out, minutes=args.minutes, seed=args.seed, device=args.device,
+        steps=args.steps, metrics=args.metrics, progress=not args.quiet, **overrides)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``quickstart`` to the ``dislab`` command."""
+    p = subparsers.add_parser(
+        "quickstart", help="train, evaluate and report a disentangled dSprites model",
+        description="Render dSprites procedurally (no download), train β-TCVAE (β=6, MLP "
+        "encoder/decoder, batch 256, lr 1e-3, 10 latents) for a wall-clock budget, evaluate "
+        "every default metric and write the HTML run report; prints where it is. The budget "
+        "includes evaluation and report: training gets the rest, its steps set from the "
+        "measured speed. On a 2-core CPU the default 30 minutes reach MIG >= 0.2; on a GPU it "
+        "stops early (30000 steps). Re-running with the same --out resumes.",
+    )
+    p.add_argument("--out", default="quickstart", help="run folder (default ./quickstart)")
+    p.add_argument("--minutes", type=float, default=30.0,
+                   help="wall-clock budget for everything (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto",
+                   help="auto (default: CUDA if available, else CPU), cpu, cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    # hidden: smoke tests and experiments
+    p.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--metrics", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--data", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_quickstart)
