@@ -166,3 +166,12 @@ def test_reproducible_and_bad_input() -> None:
     with pytest.raises(MetricError, match="bin_mass"):
         dotran(DATA, table, 0, bin_mass="nope")
     assert math.isfinite(dotran(DATA, _table(STANDARD[:, :1], 0.1), 0)["wsepin"])
+
+
+def test_constant_factor_is_not_scored() -> None:
+    data = from_function((4, 1, 5))
+    f = data.factors(np.arange(len(data))).astype(np.float64)
+    res = dotran(data, _table((f - 2.0) / 1.5, 1e-3), 0)
+    assert "rmig_factor_factor_1" not in res
+    assert all(np.isfinite(v) for v in res.values())
+    assert res["rmig"] == pytest.approx(1.0, abs=1e-3)

@@ -191,19 +191,23 @@ def combine(
         "indin": indin, "indin_raw": info_raw - sep_raw,
         "mi_x_z": max(mi_x_z_raw, 0.0),
         "wsep": float(rho @ sep), "wsepin": float(rho @ sepin), "windin": float(rho @ indin),
-        "rmig_k": rmig, "rmig_norm_k": rmig / h_y,
-        "jemmig_k": jemmig, "jemmig_norm_k": jemmig / (h_y + jemmig_offset),
+        "rmig_k": rmig, "rmig_norm_k": np.where(h_y > 0, rmig / np.maximum(h_y, 1e-300), np.nan),
+        "jemmig_k": jemmig,
+        "jemmig_norm_k": np.where(h_y > 0, jemmig / (h_y + jemmig_offset), np.nan),
         "top_latent_k": order[0],
     }
 
 
 def _report(res: dict[str, Any], data: GroundTruthData, estimator: str) -> dict[str, float]:
+    scored = np.asarray(data.factor_sizes) > 1  # a constant factor has nothing to explain
+    if not scored.any():
+        raise MetricError("every factor of the data set has a single value; nothing to score.")
     out: dict[str, float] = {
         "wsep": res["wsep"], "wsepin": res["wsepin"], "windin": res["windin"],
-        "rmig": float(np.mean(res["rmig_norm_k"])),
-        "rmig_nats": float(np.mean(res["rmig_k"])),
-        "jemmig": float(np.mean(res["jemmig_norm_k"])),
-        "jemmig_nats": float(np.mean(res["jemmig_k"])),
+        "rmig": float(np.mean(res["rmig_norm_k"][scored])),
+        "rmig_nats": float(np.mean(res["rmig_k"][scored])),
+        "jemmig": float(np.mean(res["jemmig_norm_k"][scored])),
+        "jemmig_nats": float(np.mean(res["jemmig_k"][scored])),
         "mi_x_z": float(res["mi_x_z"]),
         "sampling_estimator": float(estimator == "sampling"),
     }
@@ -211,6 +215,8 @@ def _report(res: dict[str, Any], data: GroundTruthData, estimator: str) -> dict[
         for i, v in enumerate(res[key]):
             out[f"{key}_z{i}"] = float(v)
     for k, name in enumerate(data.factor_names):
+        if not scored[k]:
+            continue
         out[f"rmig_factor_{name}"] = float(res["rmig_norm_k"][k])
         out[f"jemmig_factor_{name}"] = float(res["jemmig_norm_k"][k])
         out[f"top_latent_{name}"] = float(res["top_latent_k"][k])
