@@ -432,9 +432,9 @@ def gaussian_mixture_logs(
         lab = np.asarray(lab)
         nv = int(lab.max()) + 1
         lab_r = lab[comps]
-        onehot = np.zeros((m, nv), dtype=np.float32)
-        onehot[np.arange(m), lab_r] = 1.0
-        group_info.append((lab[gen], onehot, np.bincount(lab_r, minlength=nv),
+        order = np.argsort(lab_r, kind="stable")
+        by_value = np.split(order, np.cumsum(np.bincount(lab_r, minlength=nv))[:-1])
+        group_info.append((lab[gen], by_value, np.bincount(lab_r, minlength=nv),
                            np.bincount(lab, minlength=nv)))
     out: dict[str, Any] = {"self": self_ll}
     if dims:
@@ -491,11 +491,14 @@ def gaussian_mixture_logs(
                     en.sum(axis=1), (en * mask1).sum(axis=1), mask1.sum(axis=1),
                     e.sum(axis=1, dtype=np.float64), m, nb1.shape[1], n, shift)
             if groups:
-                flat = e.transpose(0, 2, 1).reshape(-1, m)
-                for k, (lab_g, onehot, cnt_r, cnt_all) in enumerate(group_info):
-                    sums = (flat @ onehot).reshape(b - a, d, -1)
+                for k, (lab_g, by_value, cnt_r, cnt_all) in enumerate(group_info):
                     v = lab_g[a:b]
-                    pick = np.take_along_axis(sums, v[:, None, None], axis=2)[..., 0]
+                    pick = np.zeros((b - a, d))
+                    for val in np.unique(v):
+                        sel = np.flatnonzero(v == val)
+                        cols = by_value[val]
+                        if len(cols):
+                            pick[sel] = e[np.ix_(sel, cols)].sum(axis=1, dtype=np.float64)
                     conds[k][a:b] = stratified_log(
                         eg, pick, cnt_r[v][:, None], gi[:, None], cnt_all[v][:, None], shift)
             del e
