@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -250,11 +249,14 @@ def _group_key(s: dict[str, Any]) -> str:
     return f"{s['model']}({hp})" if hp else str(s["model"])
 
 
-def _summaries(run_dirs: Sequence[str | os.PathLike[str]], progress: bool) -> list[dict]:
+def _summaries(run_dirs: Sequence[Any], progress: bool) -> list[dict]:
     if not run_dirs:
         raise DislabError("give at least one run folder.")
     out = []
     for r in run_dirs:
+        if isinstance(r, dict):  # an already computed latent_summary
+            out.append(r)
+            continue
         if not Path(r).is_dir():
             raise DislabError(f"run folder {str(r)!r} does not exist.")
         out.append(latent_summary(r, progress=progress))
@@ -283,7 +285,7 @@ def _plt() -> Any:
     return plt
 
 
-def analyze_effective_factors(run_dirs: Sequence[str | os.PathLike[str]],
+def analyze_effective_factors(run_dirs: Sequence[Any],
                               out: str | os.PathLike[str] = "analysis",
                               threshold: float = DEFAULT_THRESHOLD,
                               progress: bool = True) -> Any:
@@ -293,7 +295,8 @@ def analyze_effective_factors(run_dirs: Sequence[str | os.PathLike[str]],
     ``effective_factors.png`` (counts against latent size, one colour per model and
     hyper-parameters; the diagonal is "every latent used", the dashed line the number of
     ground-truth factors) and ``informativeness_profiles.png`` (each run's sorted
-    informativeness). Returns the table as a pandas DataFrame.
+    informativeness). ``run_dirs``: run folders (or :func:`latent_summary` dicts). Returns the
+    table as a pandas DataFrame.
     """
     out = Path(out)
     sums = _summaries(run_dirs, progress)
@@ -343,7 +346,7 @@ def analyze_effective_factors(run_dirs: Sequence[str | os.PathLike[str]],
     return df
 
 
-def analyze_latent_order(run_dirs: Sequence[str | os.PathLike[str]],
+def analyze_latent_order(run_dirs: Sequence[Any],
                          out: str | os.PathLike[str] = "analysis", top_k: int | None = None,
                          progress: bool = True) -> Any:
     """Informativeness vs posterior-mean-variance ordering, per run and across seeds.
@@ -352,7 +355,8 @@ def analyze_latent_order(run_dirs: Sequence[str | os.PathLike[str]],
     scores, top-``k`` overlap, the factors of the top-``k`` latents by each order, and
     ``consistent_info``/``consistent_var``: whether those factors equal the most common set of
     the runs with the same model, hyper-parameters and latent size, i.e. across seeds) and
-    ``latent_order.png``. Returns the table.
+    ``latent_order.png``. ``run_dirs``: run folders (or :func:`latent_summary` dicts).
+    Returns the table.
     """
     out = Path(out)
     sums = _summaries(run_dirs, progress)
@@ -399,9 +403,3 @@ def analyze_latent_order(run_dirs: Sequence[str | os.PathLike[str]],
     fig.savefig(out / "latent_order.png", dpi=150)
     plt.close(fig)
     return df
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return "nan" if math.isnan(x) else f"{x:.3g}"
-    return str(x)
