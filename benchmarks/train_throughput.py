@@ -8,9 +8,12 @@ with its defaults, ``zero_grad / loss / backward / step``, a uint8 gather conver
 each step. dislab's loop is :class:`dislab.train.Trainer` (what ``dislab train`` runs) with its
 default settings.
 
-The two loops are timed alternately, ``--rounds`` times ``--steps`` steps each after a warm-up,
-so that load from other processes on a shared machine hits both alike; the script prints the
-median images/s of each, and the median of the per-round ratios.
+Each loop runs in its own process (so process-wide settings such as dislab's allocator tuning
+do not leak into the bare loop); the parent times them alternately, ``--rounds`` times
+``--steps`` steps each after a warm-up, so that load from other processes on a shared machine
+hits both alike. It prints the median images/s of each loop and the median of the per-round
+ratios, by wall clock (the figure that matters) and per CPU-second of the loop's process (less
+sensitive to other processes on a busy machine).
 
     python benchmarks/train_throughput.py                # CPU, PyTorch's default threads
     python benchmarks/train_throughput.py --threads 2 --rounds 7 --steps 40
@@ -112,66 +115,106 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _worker(kind: str, arr: np.ndarray, batch_size: int, device: str, threads: int | None,
+            options: dict, conn: object) -> None:
+    """One loop in its own process: ``conn`` receives a step count (0: stop) and sends back
+    ``(wall seconds, CPU seconds)``. Separate processes keep process-wide settings (threads,
+    allocator) of one loop from helping or hurting the other."""
+    import resource
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    if kind == "bare":
+        step = bare_loop(torch.from_numpy(arr), batch_size, dev)
+        trainer = None
+    else:
+        step, trainer = dislab_loop(ArrayData(arr), batch_size, device, **options)
+    conn.send(torch.get_num_threads())  # type: ignore[attr-defined]
+    while True:
+        n = conn.recv()  # type: ignore[attr-defined]
+        if not n:
+            break
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        sync(dev)
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        conn.send((wall, cpu))  # type: ignore[attr-defined]
+    if trainer is not None:
+        trainer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
+    ap.add_argument("--rounds", type=int, default=7, help="alternating timing rounds")
     ap.add_argument("--steps", type=int, default=30, help="steps per loop per round")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps per loop first")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch.set_num_threads for both loops (default: PyTorch's)")
+                    help="torch.set_num_threads in both loops (default: PyTorch's)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--images", type=int, default=4096, help="size of the in-memory data set")
     ap.add_argument("--variants", action="store_true",
                     help="also time dislab with each optimisation switched off")
     args = ap.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    arr = render_images(args.images)
-    data = ArrayData(arr)
-    images = torch.from_numpy(arr)
+    import multiprocessing as mp
 
-    loops: dict[str, Callable[[], None]] = {"bare": bare_loop(images, args.batch_size, device)}
-    loops["dislab"], trainer = dislab_loop(data, args.batch_size, str(device))
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if args.device == "auto" else args.device)
+    arr = render_images(args.images)
+    loops: dict[str, dict] = {"bare": {}, "dislab": {}}
     if args.variants:
-        loops["dislab -channels_last"], _ = dislab_loop(data, args.batch_size, str(device),
-                                                        channels_last=False)
-        loops["dislab -accelerate"], _ = dislab_loop(data, args.batch_size, str(device),
-                                                     accelerate=False)
-        loops["dislab -prefetch"], _ = dislab_loop(data, args.batch_size, str(device),
-                                                   prefetch=False)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
-          f"load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "")
+        for opt in ("channels_last", "accelerate", "tune_malloc", "prefetch"):
+            loops[f"dislab without {opt}"] = {opt: False}
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for name, options in loops.items():
+        parent, child = ctx.Pipe()
+        kind = "bare" if name == "bare" else "dislab"
+        proc = ctx.Process(target=_worker, daemon=True,
+                           args=(kind, arr, args.batch_size, device, args.threads, options,
+                                 child))
+        proc.start()
+        workers[name] = (proc, parent)
+    threads = {name: conn.recv() for name, (_, conn) in workers.items()}
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"torch {torch.__version__}, device {device}, threads {threads['bare']}, "
+          f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps{load}")
     print("command: python " + " ".join(sys.argv))
-    for name, step in loops.items():
-        t0 = time.perf_counter()
-        for _ in range(args.warmup):
-            step()
-        sync(device)
-        print(f"  warm-up {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    for name, (_, conn) in workers.items():
+        conn.send(args.warmup)
+        wall, _ = conn.recv()
+        print(f"  warm-up {name}: {wall:.1f} s", flush=True)
 
     speeds: dict[str, list[float]] = {name: [] for name in loops}
+    cpu_speeds: dict[str, list[float]] = {name: [] for name in loops}
+    images = args.steps * args.batch_size
     for r in range(args.rounds):
-        for name, step in loops.items():
-            sync(device)
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            sync(device)
-            speeds[name].append(args.steps * args.batch_size / (time.perf_counter() - t0))
+        for name, (_, conn) in workers.items():
+            conn.send(args.steps)
+            wall, cpu = conn.recv()
+            speeds[name].append(images / wall)
+            cpu_speeds[name].append(images / max(cpu, 1e-9))
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in speeds.items())
               + " images/s", flush=True)
-    trainer.close()
+    for proc, conn in workers.values():
+        conn.send(0)
+        proc.join(timeout=30)
 
-    base = speeds["bare"]
-    print("\nimages/s (median over rounds)        ratio to bare (median of per-round ratios)")
-    for name, v in speeds.items():
-        ratio = statistics.median(a / b for a, b in zip(v, base))
-        print(f"  {name:<28} {statistics.median(v):8.1f}        {ratio:5.2f}x")
+    base, cpu_base = speeds["bare"], cpu_speeds["bare"]
+    print("\n                                 images/s  ratio   images per CPU-second  ratio")
+    for name in loops:
+        ratio = statistics.median(a / b for a, b in zip(speeds[name], base))
+        cpu_ratio = statistics.median(a / b for a, b in zip(cpu_speeds[name], cpu_base))
+        print(f"  {name:<30} {statistics.median(speeds[name]):8.1f}  {ratio:5.2f}x"
+              f"   {statistics.median(cpu_speeds[name]):12.1f}          {cpu_ratio:5.2f}x")
+    print("(medians over rounds; ratios are medians of the per-round ratios to the bare loop)")
     return 0
 
 

