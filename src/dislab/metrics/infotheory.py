@@ -222,7 +222,7 @@ def quantised_stats(
     bin_mass: str = "density",
     factor_joints: bool = False,
     conditional_entropy: bool = False,
-    max_rows: int = 65_536,
+    max_rows: int = 8_192,
     normalisers: bool = False,
 ) -> dict[str, Any]:
     """Stream the quantised posterior of one latent over the full grid.
