@@ -12,8 +12,9 @@ def _quickstart(args: argparse.Namespace) -> int:
     from dislab.quickstart import run
 
     overrides: dict[str, Any] = {}
-    if args.data:
-        overrides["data"] = args.data
+    for key in ("data", "batch_size", "latent_dim", "arch"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     run(out=args.out, minutes=args.minutes, seed=args.seed, device=args.device,
         steps=args.steps, metrics=args.metrics, progress=not args.quiet, **overrides)
     return 0
@@ -41,4 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--metrics", default=None, help=argparse.SUPPRESS)
     p.add_argument("--data", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--latent-dim", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--arch", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_quickstart)
