@@ -33,6 +33,7 @@ from dislab.metrics.infotheory import (
     bin_edges,
     bin_probability,
     choose_components,
+    draw_rows,
     entropy,
     gaussian_mixture_logs,
     grid_factor_values,
@@ -94,7 +95,7 @@ def separability_quantised(
     n, d = mean.shape
     nb_bins = len(edges) - 1
     all_bins = np.arange(nb_bins)
-    gen = sample_posterior(mean[:, :1], np.zeros_like(mean[:, :1]), num_samples, rng)[0]
+    gen = draw_rows(n, num_samples, rng)
     s_total = len(gen)
     comps = choose_components(n, max_components, rng)
     m = len(comps)

@@ -45,6 +45,12 @@ __all__ = [
     "stratified_log",
     "gaussian_log_density",
     "parallel_map",
+    "bin_probability",
+    "draw_rows",
+    "sample_posterior",
+    "gaussian_mixture_logs",
+    "neighbour_rows",
+    "neighbour_stratified_log",
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -360,6 +366,18 @@ def stratified_log(
     return np.log(np.maximum(val, 1e-300)) + log_shift
 
 
+def draw_rows(n: int, num_samples: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted generator rows: all ``n`` (``None`` or ``n``), distinct at random (``< n``) or
+    uniform with replacement (``> n``)."""
+    if num_samples is not None and int(num_samples) < 1:
+        raise MetricError(f"num_samples must be >= 1 or None, got {num_samples}.")
+    if num_samples is None or int(num_samples) == n:
+        return np.arange(n)
+    if int(num_samples) < n:
+        return np.sort(rng.choice(n, size=int(num_samples), replace=False))
+    return np.sort(rng.integers(0, n, size=int(num_samples)))
+
+
 def sample_posterior(
     mean: np.ndarray, logvar: np.ndarray, num_samples: int | None, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -368,15 +386,7 @@ def sample_posterior(
     ``num_samples=None`` or ``== N``: every row once; ``< N``: distinct rows at random;
     ``> N``: rows uniformly with replacement (several samples per row, for small grids).
     """
-    n = mean.shape[0]
-    if num_samples is not None and int(num_samples) < 1:
-        raise MetricError(f"num_samples must be >= 1 or None, got {num_samples}.")
-    if num_samples is None or int(num_samples) == n:
-        g = np.arange(n)
-    elif int(num_samples) < n:
-        g = np.sort(rng.choice(n, size=int(num_samples), replace=False))
-    else:
-        g = np.sort(rng.integers(0, n, size=int(num_samples)))
+    g = draw_rows(mean.shape[0], num_samples, rng)
     eps = rng.standard_normal((len(g), mean.shape[1]))
     z = mean[g].astype(np.float64) + np.exp(0.5 * logvar[g].astype(np.float64)) * eps
     return g, z
