@@ -125,6 +125,11 @@ def _worker(kind: str, arr: np.ndarray, batch_size: int, device: str, threads: i
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
+    if options.pop("_no_inplace_relu", False):  # variant: sub-pixel layer only
+        import dislab.train.fast as fast
+
+        plain = fast.accelerate
+        fast.accelerate = lambda m, **kw: plain(m, inplace_relu=False)  # type: ignore
     if kind == "bare":
         step = bare_loop(torch.from_numpy(arr), batch_size, dev)
         trainer = None
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.variants:
         for opt in ("channels_last", "accelerate", "tune_malloc", "prefetch"):
             loops[f"dislab without {opt}"] = {opt: False}
+        loops["dislab without inplace ReLU"] = {"_no_inplace_relu": True}
     ctx = mp.get_context("spawn")
     workers = {}
     for name, options in loops.items():

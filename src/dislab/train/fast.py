@@ -74,11 +74,14 @@ def _eligible(m: nn.Module, max_out: int) -> bool:
             and m.dilation == (1, 1) and m.groups == 1 and m.out_channels <= max_out)
 
 
-def accelerate(model: nn.Module, max_out: int = 4) -> int:
+def accelerate(model: nn.Module, max_out: int = 4, inplace_relu: bool = True) -> int:
     """Swap eligible sub-modules of ``model`` in place; returns how many were swapped.
 
     Only transposed convolutions with at most ``max_out`` output channels are swapped (where
-    the sub-pixel form was measured faster; wider layers run well as they are).
+    the sub-pixel form was measured faster; wider layers run well as they are). With
+    ``inplace_relu``, a ``ReLU`` that directly follows a convolution or linear layer in a
+    ``Sequential`` runs in place (those layers' backward passes do not need their outputs,
+    so this saves one activation-sized buffer per layer; autograd would refuse otherwise).
     """
     swapped = 0
     for parent in list(model.modules()):
@@ -86,6 +89,14 @@ def accelerate(model: nn.Module, max_out: int = 4) -> int:
             if _eligible(child, max_out):
                 setattr(parent, name, SubPixelConvTranspose2d(child))
                 swapped += 1
+    if inplace_relu:
+        producers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, SubPixelConvTranspose2d)
+        for seq in model.modules():
+            if isinstance(seq, nn.Sequential):
+                layers = list(seq)
+                for prev, layer in zip(layers, layers[1:]):
+                    if type(layer) is nn.ReLU and isinstance(prev, producers):
+                        layer.inplace = True
     return swapped
 
 
