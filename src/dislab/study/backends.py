@@ -47,7 +47,8 @@ def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
         return []
     records: list[dict[str, Any]] = []
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(runs))), mp_context=context,
+    workers = max(1, min(workers, len(runs)))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_init_worker, initargs=(threads,))
     queue = list(runs)
     in_flight: dict[Any, dict[str, Any]] = {}
