@@ -110,3 +110,14 @@ def test_cli_report_and_traverse(run: Path, tmp_path: Path, capsys: pytest.Captu
                         str(tmp_path / "x.png"), "--index", "0"]) == 0
     assert "traversal:" in capsys.readouterr().out
     assert dislab_main(["traverse", str(run), "--latents", "7"]) == 2
+
+
+def test_report_without_decoder_says_so(tmp_path: Path) -> None:
+    run = tiny_run(tmp_path, steps=3, model="pcl")
+    evaluate_run(run, metrics="mig", progress=False, params={"mig": {"num_train": 300}})
+    page = build_report(run, progress=False).read_text()
+    assert "has no decoder" in page
+    assert not (run / "report" / "traversals.png").exists()
+    assert (run / "report" / "mutual_information.png").exists()
+    with pytest.raises(DislabError, match="no decoder"):
+        traverse(run)

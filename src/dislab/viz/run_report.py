@@ -152,7 +152,7 @@ def _traversal_gif(model: Any, images: np.ndarray, order: list[int], path: Path,
                                      ncol=len(order)) for x in images]
     frames = [np.concatenate([f[t] for f in per_image], axis=0)
               for t in range(len(per_image[0]))]
-    scale = 2 if images.shape[-1] <= 64 else 1
+    scale = max(1, min(4, 64 // max(1, images.shape[-1])))  # 16 px -> 4x, 64 px -> 1x
     return vi.save_gif(frames, path, duration_ms=90, scale=scale)
 
 
