@@ -91,3 +91,10 @@ def test_reproducible_and_needs_posterior() -> None:
     assert mig_chen(DATA, table, 3) != mig_chen(DATA, table, 4)
     with pytest.raises(MetricError, match="posterior"):
         mig_chen(DATA, CodeTable(STANDARD), 0)
+
+
+def test_function_representation_equals_code_table() -> None:
+    data = from_function(SIZES, observe=lambda f: f.astype(np.float32))
+    fn = lambda x: (x / 3.0, np.full(x.shape, np.log(0.1)))  # noqa: E731
+    table = CodeTable(FACTORS / 3.0, np.full(FACTORS.shape, np.log(0.1)))
+    assert mig_chen(data, fn, 3) == pytest.approx(mig_chen(data, table, 3))

@@ -175,3 +175,12 @@ def test_constant_factor_is_not_scored() -> None:
     assert "rmig_factor_factor_1" not in res
     assert all(np.isfinite(v) for v in res.values())
     assert res["rmig"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_function_representation_equals_code_table() -> None:
+    """Any encoder: a function images -> (mean, logvar) scores like the cached table."""
+    data = from_function(SIZES, observe=lambda f: f.astype(np.float32))
+    mu = lambda x: (x - FACTORS.mean(0)) / FACTORS.std(0)  # noqa: E731
+    fn = lambda x: (mu(x), np.full(x.shape, np.log(0.2**2)))  # noqa: E731
+    table = CodeTable(mu(FACTORS), np.full(FACTORS.shape, np.log(0.2**2)))
+    assert dotran(data, fn, 3) == pytest.approx(dotran(data, table, 3))
