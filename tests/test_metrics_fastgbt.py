@@ -53,3 +53,12 @@ def test_duplicated_features_share_importance() -> None:
     # exact ties are broken at random per node, as sklearn does: both copies get a share
     assert imp[0] > 0.1 and imp[2] > 0.1
     assert imp[0] + imp[2] == pytest.approx(imp.sum() - imp[1] - imp[3])
+
+
+def test_parallel_and_serial_growth_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = _data(300, 3, 3, seed=4)
+    serial = fastgbt.ExactGBClassifier(n_estimators=10, random_state=0).fit(x, y)
+    monkeypatch.setattr(fastgbt, "PARALLEL_MIN_WORK", 0)
+    parallel = fastgbt.ExactGBClassifier(n_estimators=10, random_state=0).fit(x, y)
+    np.testing.assert_array_equal(serial.decision_function(x), parallel.decision_function(x))
+    np.testing.assert_array_equal(serial.feature_importances_, parallel.feature_importances_)

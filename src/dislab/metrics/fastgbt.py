@@ -9,8 +9,8 @@ initial prediction, and impurity importances averaged over the trees. This modul
 same algorithm, with three changes that do not alter the result:
 
 * every feature is sorted once, not at every node;
-* the trees of one stage are grown together, level by level, in one pass over the sorted
-  samples;
+* the trees of one stage are grown in parallel (numba threads), each level by level in one
+  pass over the sorted samples per feature;
 * exact ties between split candidates are broken by a random feature order drawn from the
   seed (scikit-learn also visits features in a random order; only the random stream differs).
 
@@ -27,11 +27,12 @@ import numpy as np
 __all__ = ["available", "ExactGBClassifier"]
 
 try:  # numba is optional
-    from numba import njit
+    from numba import njit, prange
 
     _HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
     _HAVE_NUMBA = False
+    prange = range
 
 
 def available() -> bool:
@@ -43,21 +44,115 @@ _EPS = float(np.finfo(np.float64).eps)  # sklearn's EPSILON: smaller impurity is
 _FEATURE_THRESHOLD = 1e-7  # sklearn: values closer than this are not split apart
 
 
-def _fit_impl(x, order, yi, n_trees, n_stages, lr, max_depth, keys, raw0):  # noqa: C901
+def _grow_tree(x, order, r, h, s, k, max_depth, keys, feat, thr, node, imp, num, den,
+               cnt, sm, sq, is_open, best_p, best_k, best_f, best_lo, best_hi,
+               lcnt, lsum, lastv):
+    """Grow tree ``k`` of stage ``s`` on residuals ``r[k]`` (one row of each scratch array)."""
+    n, nf = x.shape
+    m = cnt.shape[1]
+    for i in range(n):
+        node[k, i] = 0
+    for d in range(max_depth + 1):
+        lo_j = 2**d - 1
+        hi_j = 2 ** (d + 1) - 1
+        for j in range(lo_j, hi_j):
+            cnt[k, j] = 0.0
+            sm[k, j] = 0.0
+            sq[k, j] = 0.0
+        for i in range(n):
+            j = node[k, i]
+            if j >= lo_j:
+                cnt[k, j] += 1.0
+                sm[k, j] += r[k, i]
+                sq[k, j] += r[k, i] * r[k, i]
+        if d > 0:  # importances of the previous level's splits
+            for j in range(2 ** (d - 1) - 1, lo_j):
+                f = feat[s, k, j]
+                if f >= 0:
+                    a = 2 * j + 1
+                    b = 2 * j + 2
+                    gain = (sm[k, a] ** 2 / cnt[k, a] + sm[k, b] ** 2 / cnt[k, b]
+                            - (sm[k, a] + sm[k, b]) ** 2 / (cnt[k, a] + cnt[k, b]))
+                    imp[k, f] += gain / n
+        if d == max_depth:
+            break
+        any_open = False
+        for j in range(lo_j, hi_j):
+            is_open[k, j] = False
+            c = cnt[k, j]
+            if c >= 2.0:
+                impurity = sq[k, j] / c - (sm[k, j] / c) ** 2
+                if impurity > _EPS:
+                    is_open[k, j] = True
+                    any_open = True
+            best_p[k, j] = -np.inf
+            best_k[k, j] = np.inf
+            best_f[k, j] = -1
+        if not any_open:
+            break
+        for f in range(nf):
+            for j in range(lo_j, hi_j):
+                lcnt[k, j] = 0.0
+                lsum[k, j] = 0.0
+                lastv[k, j] = 0.0
+            for ii in range(n):
+                i = order[f, ii]
+                j = node[k, i]
+                if j < lo_j or not is_open[k, j]:
+                    continue
+                v = np.float64(x[i, f])
+                lc = lcnt[k, j]
+                if lc > 0.0 and v > lastv[k, j] + _FEATURE_THRESHOLD:
+                    sl = lsum[k, j]
+                    sr = sm[k, j] - sl
+                    proxy = sl * sl / lc + sr * sr / (cnt[k, j] - lc)
+                    key = keys[s, k, j, f]
+                    if proxy > best_p[k, j] or (proxy == best_p[k, j] and key < best_k[k, j]):
+                        best_p[k, j] = proxy
+                        best_k[k, j] = key
+                        best_f[k, j] = f
+                        best_lo[k, j] = lastv[k, j]
+                        best_hi[k, j] = v
+                lcnt[k, j] = lc + 1.0
+                lsum[k, j] += r[k, i]
+                lastv[k, j] = v
+        for j in range(lo_j, hi_j):
+            if is_open[k, j] and best_f[k, j] >= 0:
+                t = best_lo[k, j] / 2.0 + best_hi[k, j] / 2.0
+                if t == best_hi[k, j] or np.isinf(t):
+                    t = best_lo[k, j]
+                feat[s, k, j] = best_f[k, j]
+                thr[s, k, j] = t
+        for i in range(n):
+            j = node[k, i]
+            if j >= lo_j and feat[s, k, j] >= 0:
+                if x[i, feat[s, k, j]] <= thr[s, k, j]:
+                    node[k, i] = 2 * j + 1
+                else:
+                    node[k, i] = 2 * j + 2
+    for j in range(m):
+        num[k, j] = 0.0
+        den[k, j] = 0.0
+    for i in range(n):
+        num[k, node[k, i]] += r[k, i]
+        den[k, node[k, i]] += h[k, i]
+
+
+def _fit_impl(x, order, yi, n_trees, n_stages, lr, max_depth, keys, raw0):
     n, nf = x.shape
     m = 2 ** (max_depth + 1) - 1
     n_classes = raw0.shape[0] if n_trees > 1 else 2
-    raw = np.empty((n, n_trees))
-    for i in range(n):
-        for k in range(n_trees):
-            raw[i, k] = raw0[k]
+    raw = np.empty((n_trees, n))
+    for k in range(n_trees):
+        for i in range(n):
+            raw[k, i] = raw0[k]
     feat = np.full((n_stages, n_trees, m), -1, np.int64)
     thr = np.zeros((n_stages, n_trees, m))
     val = np.zeros((n_stages, n_trees, m))
-    imp = np.zeros(nf)
-    r = np.empty((n, n_trees))
-    h = np.empty((n, n_trees))
-    node = np.zeros((n, n_trees), np.int64)
+    imp = np.zeros((n_trees, nf))
+    r = np.empty((n_trees, n))
+    h = np.empty((n_trees, n))
+    node = np.zeros((n_trees, n), np.int64)
     cnt = np.zeros((n_trees, m))
     sm = np.zeros((n_trees, m))
     sq = np.zeros((n_trees, m))
@@ -72,136 +167,40 @@ def _fit_impl(x, order, yi, n_trees, n_stages, lr, max_depth, keys, raw0):  # no
     lastv = np.zeros((n_trees, m))
     num = np.zeros((n_trees, m))
     den = np.zeros((n_trees, m))
+    factor = (n_classes - 1.0) / n_classes if n_trees > 1 else 1.0
     for s in range(n_stages):
         # negative gradient and hessian at the start of the stage
         for i in range(n):
             if n_trees == 1:
-                p = 1.0 / (1.0 + np.exp(-raw[i, 0]))
+                p = 1.0 / (1.0 + np.exp(-raw[0, i]))
                 t = 1.0 if yi[i] == 1 else 0.0
-                r[i, 0] = t - p
-                h[i, 0] = p * (1.0 - p)
+                r[0, i] = t - p
+                h[0, i] = p * (1.0 - p)
             else:
-                mx = raw[i, 0]
+                mx = raw[0, i]
                 for c in range(1, n_trees):
-                    if raw[i, c] > mx:
-                        mx = raw[i, c]
+                    if raw[c, i] > mx:
+                        mx = raw[c, i]
                 z = 0.0
                 for c in range(n_trees):
-                    z += np.exp(raw[i, c] - mx)
+                    z += np.exp(raw[c, i] - mx)
                 for c in range(n_trees):
-                    p = np.exp(raw[i, c] - mx) / z
+                    p = np.exp(raw[c, i] - mx) / z
                     t = 1.0 if yi[i] == c else 0.0
-                    r[i, c] = t - p
-                    h[i, c] = p * (1.0 - p)
-        for i in range(n):
-            for k in range(n_trees):
-                node[i, k] = 0
-        for d in range(max_depth + 1):
-            lo_j = 2**d - 1
-            hi_j = 2 ** (d + 1) - 1
-            for k in range(n_trees):
-                for j in range(lo_j, hi_j):
-                    cnt[k, j] = 0.0
-                    sm[k, j] = 0.0
-                    sq[k, j] = 0.0
-            for i in range(n):
-                for k in range(n_trees):
-                    j = node[i, k]
-                    if j >= lo_j:
-                        cnt[k, j] += 1.0
-                        sm[k, j] += r[i, k]
-                        sq[k, j] += r[i, k] * r[i, k]
-            if d > 0:  # importances of the previous level's splits
-                for k in range(n_trees):
-                    for j in range(2 ** (d - 1) - 1, lo_j):
-                        f = feat[s, k, j]
-                        if f >= 0:
-                            a = 2 * j + 1
-                            b = 2 * j + 2
-                            gain = (sm[k, a] ** 2 / cnt[k, a] + sm[k, b] ** 2 / cnt[k, b]
-                                    - (sm[k, a] + sm[k, b]) ** 2 / (cnt[k, a] + cnt[k, b]))
-                            imp[f] += gain / n
-            if d == max_depth:
-                break
-            any_open = False
-            for k in range(n_trees):
-                for j in range(lo_j, hi_j):
-                    is_open[k, j] = False
-                    c = cnt[k, j]
-                    if c >= 2.0:
-                        impurity = sq[k, j] / c - (sm[k, j] / c) ** 2
-                        if impurity > _EPS:
-                            is_open[k, j] = True
-                            any_open = True
-                    best_p[k, j] = -np.inf
-                    best_k[k, j] = np.inf
-                    best_f[k, j] = -1
-            if not any_open:
-                break
-            for f in range(nf):
-                for k in range(n_trees):
-                    for j in range(lo_j, hi_j):
-                        lcnt[k, j] = 0.0
-                        lsum[k, j] = 0.0
-                        lastv[k, j] = 0.0
-                for ii in range(n):
-                    i = order[f, ii]
-                    v = np.float64(x[i, f])
-                    for k in range(n_trees):
-                        j = node[i, k]
-                        if j < lo_j or not is_open[k, j]:
-                            continue
-                        lc = lcnt[k, j]
-                        if lc > 0.0 and v > lastv[k, j] + _FEATURE_THRESHOLD:
-                            sl = lsum[k, j]
-                            sr = sm[k, j] - sl
-                            proxy = sl * sl / lc + sr * sr / (cnt[k, j] - lc)
-                            key = keys[s, k, j, f]
-                            if proxy > best_p[k, j] or (proxy == best_p[k, j]
-                                                        and key < best_k[k, j]):
-                                best_p[k, j] = proxy
-                                best_k[k, j] = key
-                                best_f[k, j] = f
-                                best_lo[k, j] = lastv[k, j]
-                                best_hi[k, j] = v
-                        lcnt[k, j] = lc + 1.0
-                        lsum[k, j] += r[i, k]
-                        lastv[k, j] = v
-            for k in range(n_trees):
-                for j in range(lo_j, hi_j):
-                    if is_open[k, j] and best_f[k, j] >= 0:
-                        t = best_lo[k, j] / 2.0 + best_hi[k, j] / 2.0
-                        if t == best_hi[k, j] or np.isinf(t):
-                            t = best_lo[k, j]
-                        feat[s, k, j] = best_f[k, j]
-                        thr[s, k, j] = t
-            for i in range(n):
-                for k in range(n_trees):
-                    j = node[i, k]
-                    if j >= lo_j and feat[s, k, j] >= 0:
-                        if x[i, feat[s, k, j]] <= thr[s, k, j]:
-                            node[i, k] = 2 * j + 1
-                        else:
-                            node[i, k] = 2 * j + 2
-        # Newton step per leaf, then update the raw predictions
-        for k in range(n_trees):
-            for j in range(m):
-                num[k, j] = 0.0
-                den[k, j] = 0.0
-        for i in range(n):
-            for k in range(n_trees):
-                num[k, node[i, k]] += r[i, k]
-                den[k, node[i, k]] += h[i, k]
-        factor = (n_classes - 1.0) / n_classes if n_trees > 1 else 1.0
-        for k in range(n_trees):
+                    r[c, i] = t - p
+                    h[c, i] = p * (1.0 - p)
+        for k in prange(n_trees):  # the trees of one stage are independent
+            _grow_tree(x, order, r, h, s, k, max_depth, keys, feat, thr, node, imp, num, den,
+                       cnt, sm, sq, is_open, best_p, best_k, best_f, best_lo, best_hi,
+                       lcnt, lsum, lastv)
+            # Newton step per leaf, then update the raw predictions
             for j in range(m):
                 if den[k, j] != 0.0:
                     u = factor * num[k, j] / den[k, j]
                     val[s, k, j] = u if np.isfinite(u) else 0.0
-        for i in range(n):
-            for k in range(n_trees):
-                raw[i, k] += lr * val[s, k, node[i, k]]
-    return feat, thr, val, imp, raw
+            for i in range(n):
+                raw[k, i] += lr * val[s, k, node[k, i]]
+    return feat, thr, val, imp.sum(axis=0), raw.T.copy()
 
 
 def _predict_impl(x, feat, thr, val, lr, raw0):
@@ -224,8 +223,14 @@ def _predict_impl(x, feat, thr, val, lr, raw0):
 
 
 if _HAVE_NUMBA:
-    _fit = njit(cache=True)(_fit_impl)
+    _grow_tree = njit(cache=True)(_grow_tree)
+    _fit_serial = njit(cache=True)(_fit_impl)
+    _fit_parallel = njit(cache=True, parallel=True)(_fit_impl)
     _predict = njit(cache=True)(_predict_impl)
+
+#: Grow the trees of a stage in parallel from this many samples x trees on (smaller problems
+#: lose more to thread synchronisation than they gain).
+PARALLEL_MIN_WORK = 200_000
 
 
 class ExactGBClassifier:
@@ -261,7 +266,8 @@ class ExactGBClassifier:
         m = 2 ** (self.max_depth + 1) - 1
         keys = np.random.default_rng(self.random_state).random(
             (self.n_estimators, n_trees, m, x.shape[1]))
-        feat, thr, val, imp, raw = _fit(x, order, yi.astype(np.int64), n_trees,
+        fit = _fit_parallel if len(yi) * n_trees >= PARALLEL_MIN_WORK else _fit_serial
+        feat, thr, val, imp, raw = fit(x, order, yi.astype(np.int64), n_trees,
                                         self.n_estimators, float(self.learning_rate),
                                         self.max_depth, keys, raw0)
         self._trees = (feat, thr, val)
