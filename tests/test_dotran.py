@@ -184,3 +184,31 @@ def test_function_representation_equals_code_table() -> None:
     fn = lambda x: (mu(x), np.full(x.shape, np.log(0.2**2)))  # noqa: E731
     table = CodeTable(mu(FACTORS), np.full(FACTORS.shape, np.log(0.2**2)))
     assert dotran(data, fn, 3) == pytest.approx(dotran(data, table, 3))
+
+
+def test_stratified_mixture_is_exact_with_all_components() -> None:
+    """Neighbour strata + all rows as components must reproduce the exact mixture densities."""
+    from scipy.special import logsumexp
+
+    from dislab.metrics.infotheory import gaussian_mixture_logs, sample_posterior
+
+    rng = np.random.default_rng(7)
+    mean = STANDARD @ rng.normal(size=(3, 3))
+    logvar = rng.normal(size=mean.shape) * 0.3 - 1.0
+    gen, z = sample_posterior(mean, logvar, 50, rng)
+    res = gaussian_mixture_logs(z, gen, mean, logvar, np.arange(N), dims=True, joint=True,
+                                not_i=True, groups=[FACTORS[:, 0].astype(int)],
+                                num_neighbours=5)
+    ll = -0.5 * ((z[:, None] - mean[None]) ** 2 * np.exp(-logvar[None]) + logvar[None]
+                 + np.log(2 * np.pi))  # (S, N, d)
+    np.testing.assert_allclose(res["dim"], logsumexp(ll, axis=1) - np.log(N), atol=1e-5)
+    np.testing.assert_allclose(res["joint"], logsumexp(ll.sum(2), axis=1) - np.log(N),
+                               atol=1e-5)
+    for i in range(3):
+        exact = logsumexp(ll.sum(2) - ll[:, :, i], axis=1) - np.log(N)
+        np.testing.assert_allclose(res["not_i"][:, i], exact, atol=1e-5)
+    lab = FACTORS[:, 0].astype(int)
+    for s in range(len(gen)):
+        rows = lab == lab[gen[s]]
+        exact = logsumexp(ll[s][rows], axis=0) - np.log(rows.sum())
+        np.testing.assert_allclose(res["cond"][0][s], exact, atol=1e-5)

@@ -501,7 +501,7 @@ def gaussian_mixture_logs(
                     en.sum(axis=1), (en * mask1).sum(axis=1), mask1.sum(axis=1),
                     e.sum(axis=1, dtype=np.float64), m, nb1.shape[1], n, shift)
             if groups:
-                for k, (lab_g, by_value, cnt_r, cnt_all) in enumerate(group_info):
+                for g_idx, (lab_g, by_value, cnt_r, cnt_all) in enumerate(group_info):
                     v = lab_g[a:b]
                     pick = np.zeros((b - a, d))
                     for val in np.unique(v):
@@ -509,7 +509,7 @@ def gaussian_mixture_logs(
                         cols = by_value[val]
                         if len(cols):
                             pick[sel] = e[np.ix_(sel, cols)].sum(axis=1, dtype=np.float64)
-                    conds[k][a:b] = stratified_log(
+                    conds[g_idx][a:b] = stratified_log(
                         eg, pick, cnt_r[v][:, None], gi[:, None], cnt_all[v][:, None], shift)
             del e
         if joint or not_i:
