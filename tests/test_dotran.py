@@ -212,3 +212,21 @@ def test_stratified_mixture_is_exact_with_all_components() -> None:
         rows = lab == lab[gen[s]]
         exact = logsumexp(ll[s][rows], axis=0) - np.log(rows.sum())
         np.testing.assert_allclose(res["cond"][0][s], exact, atol=1e-5)
+
+
+def test_quantised_separability_strata_are_exact_with_all_components() -> None:
+    from dislab.metrics.dotran import separability_quantised
+
+    rng = np.random.default_rng(8)
+    mean = STANDARD @ rng.normal(size=(3, 4)) * 0.8
+    std = np.exp(rng.normal(size=mean.shape) * 0.3 - 1.5)
+    edges = bin_edges(40)
+    norms = [quantised_stats(mean[:, i], std[:, i], SIZES, edges, normalisers=True)
+             for i in range(4)]
+    log_norm = np.stack([s["log_norm"] for s in norms], 1)
+    onehot = np.stack([s["onehot"] for s in norms], 1)
+    args = (mean, std, log_norm, onehot, edges)
+    exact = separability_quantised(*args, np.random.default_rng(0), 400, None, None)
+    strata = separability_quantised(*args, np.random.default_rng(0), 400, None, 6)
+    assert strata[0] == pytest.approx(exact[0], abs=1e-6)
+    np.testing.assert_allclose(strata[1], exact[1], atol=1e-6)
