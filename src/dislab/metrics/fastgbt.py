@@ -26,13 +26,10 @@ import numpy as np
 
 __all__ = ["available", "ExactGBClassifier"]
 
-try:  # numba is optional
-    from numba import njit, prange
+import importlib.util
 
-    _HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only without numba
-    _HAVE_NUMBA = False
-    prange = range
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+prange = range  # numba's prange replaces it in the compiled functions (see _compile)
 
 
 def available() -> bool:
@@ -222,11 +219,21 @@ def _predict_impl(x, feat, thr, val, lr, raw0):
     return raw
 
 
-if _HAVE_NUMBA:
-    _grow_tree = njit(cache=True)(_grow_tree)
-    _fit_serial = njit(cache=True)(_fit_impl)
-    _fit_parallel = njit(cache=True, parallel=True)(_fit_impl)
-    _predict = njit(cache=True)(_predict_impl)
+_COMPILED: dict[str, Any] = {}
+
+
+def _compile() -> dict[str, Any]:
+    """Compile on first use (numba is imported only when a booster is fitted)."""
+    global _grow_tree, prange
+    if not _COMPILED:
+        import numba
+
+        prange = numba.prange
+        _grow_tree = numba.njit(cache=True)(_grow_tree)
+        _COMPILED["serial"] = numba.njit(cache=True)(_fit_impl)
+        _COMPILED["parallel"] = numba.njit(cache=True, parallel=True)(_fit_impl)
+        _COMPILED["predict"] = numba.njit(cache=True)(_predict_impl)
+    return _COMPILED
 
 #: Grow the trees of a stage in parallel from this many samples x trees on (smaller problems
 #: lose more to thread synchronisation than they gain).
@@ -266,7 +273,8 @@ class ExactGBClassifier:
         m = 2 ** (self.max_depth + 1) - 1
         keys = np.random.default_rng(self.random_state).random(
             (self.n_estimators, n_trees, m, x.shape[1]))
-        fit = _fit_parallel if len(yi) * n_trees >= PARALLEL_MIN_WORK else _fit_serial
+        jit = _compile()
+        fit = jit["parallel"] if len(yi) * n_trees >= PARALLEL_MIN_WORK else jit["serial"]
         feat, thr, val, imp, raw = fit(x, order, yi.astype(np.int64), n_trees,
                                         self.n_estimators, float(self.learning_rate),
                                         self.max_depth, keys, raw0)
@@ -280,7 +288,7 @@ class ExactGBClassifier:
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         feat, thr, val = self._trees
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return _predict(x, feat, thr, val, float(self.learning_rate), self._raw0)
+        return _compile()["predict"](x, feat, thr, val, float(self.learning_rate), self._raw0)
 
     def _classes_of(self, raw: np.ndarray) -> Any:
         if raw.shape[1] == 1:
