@@ -31,8 +31,6 @@ def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
 def _evaluate(args: argparse.Namespace) -> int:
     from dislab.metrics.suite import evaluate_run
 
-    if args.path and not args.data:
-        raise DislabError("--path needs --data NAME (the data set the file belongs to).")
     record = evaluate_run(
         args.run_dir,
         metrics=args.metrics,
@@ -92,7 +90,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", default=None, metavar="NAME",
                    help="score on this data set instead of the run's own (`dislab data list`)")
     p.add_argument("--path", default=None, metavar="FILE",
-                   help="official data file for --data (omitted: rendered procedurally)")
+                   help="official data file (of --data, or of the run's data set); omitted: the "
+                   "run's own file, or rendered procedurally for --data")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     p.add_argument("--param", action="append", metavar="METRIC.PARAM=VALUE",
                    help="override a metric parameter, e.g. dci.num_train=1000 "
