@@ -67,12 +67,13 @@ def run_one(setting: dict, seed: int, cpu_budget: float, eval_every: int, out: P
     images = 0
     next_eval = eval_every
     cpu = wall = 0.0
+    logs: dict = {}
     try:
         while cpu < cpu_budget:
             c0, w0 = time.process_time(), time.perf_counter()
             tr.train_step()
             if tr.step % 50 == 0:
-                tr.flush_window()  # NaN check + frees the window
+                logs = tr.flush_window()  # NaN check, window means (recon, kl, ...)
             cpu += time.process_time() - c0
             wall += time.perf_counter() - w0
             images += tr.images_per_batch
@@ -84,12 +85,14 @@ def run_one(setting: dict, seed: int, cpu_budget: float, eval_every: int, out: P
                        "images": images, "train_cpu_s": round(cpu, 1),
                        "train_wall_s": round(wall, 1), "eval_wall_s": round(
                            time.perf_counter() - t0, 1), "mig": res["discrete_mig"],
+                       "recon": logs.get("recon"), "kl": logs.get("kl"),
                        **{k: v for k, v in res.items() if k != "discrete_mig"}, **setting}
                 rows.append(row)
                 with open(path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"{setting['name']} s{seed} step {tr.step:6d} images {images:8d} "
-                      f"cpu {cpu:7.0f}s wall {wall:7.0f}s MIG {row['mig']:.3f}", flush=True)
+                      f"cpu {cpu:7.0f}s wall {wall:7.0f}s recon {row['recon'] or 0:7.1f} "
+                      f"MIG {row['mig']:.3f}", flush=True)
     finally:
         tr.close()
     return rows

@@ -24,12 +24,13 @@ def register(subparsers: Any) -> None:
     """Add ``quickstart`` to the ``dislab`` command."""
     p = subparsers.add_parser(
         "quickstart", help="train, evaluate and report a disentangled dSprites model",
-        description="Render dSprites procedurally (no download), train β-TCVAE (β=6, MLP "
-        "encoder/decoder, batch 256, lr 1e-3, 10 latents) for a wall-clock budget, evaluate "
+        description="Render dSprites procedurally (no download), train β-TCVAE (β=6, conv "
+        "encoder/decoder, batch 64, lr 5e-4, 10 latents) for a wall-clock budget, evaluate "
         "every default metric and write the HTML run report; prints where it is. The budget "
         "includes evaluation and report: training gets the rest, its steps set from the "
-        "measured speed. On a 2-core CPU the default 30 minutes reach MIG >= 0.2; on a GPU it "
-        "stops early (30000 steps). Re-running with the same --out resumes.",
+        "measured speed. The settings aim at MIG >= 0.2 in 30 minutes on an idle 2-core CPU "
+        "(docs/quickstart.md has the measurements); on a GPU it stops early (60000 steps). "
+        "Re-running with the same --out resumes.",
     )
     p.add_argument("--out", default="quickstart", help="run folder (default ./quickstart)")
     p.add_argument("--minutes", type=float, default=30.0,
