@@ -410,12 +410,19 @@ def plot_tc_sampled_vs_mean(frame: pd.DataFrame) -> Figure:
 # -- 5. downstream accuracy and sample efficiency ------------------------------------------
 
 def _scatter_grid(frame: pd.DataFrame, xs: list[str], ys: list[tuple[str, str]],
-                  colors: dict[str, tuple]) -> plt.Figure:
-    fig, axes = plt.subplots(len(ys), len(xs), figsize=(2.6 * len(xs) + 1.5, 2.5 * len(ys)),
-                             squeeze=False)
+                  colors: dict[str, tuple], max_cols: int = 4) -> plt.Figure:
+    """One scatter per (y, x) pair, at most ``max_cols`` per row (each y starts a new row)."""
+    ncols = min(max_cols, len(xs))
+    rows_per_y = math.ceil(len(xs) / ncols)
+    fig, axes = plt.subplots(rows_per_y * len(ys), ncols, squeeze=False,
+                             figsize=(2.9 * ncols + 1.6, 2.5 * rows_per_y * len(ys)))
+    for a in axes.ravel():
+        a.set_visible(False)
     for i, (ycol, ylabel) in enumerate(ys):
         for j, xcol in enumerate(xs):
-            ax = axes[i, j]
+            r, c = divmod(j, ncols)
+            ax = axes[i * rows_per_y + r, c]
+            ax.set_visible(True)
             sub = frame[[xcol, ycol, "method"]].dropna()
             for m, s in sub.groupby("method"):
                 ax.scatter(s[xcol], s[ycol], s=12, color=colors[m], label=m, alpha=0.8)
@@ -425,7 +432,7 @@ def _scatter_grid(frame: pd.DataFrame, xs: list[str], ys: list[tuple[str, str]],
             else:
                 ax.set_title(f"n={len(sub)}: too few for ρ", fontsize=8)
             ax.set_xlabel(_pretty(xcol), fontsize=8)
-            if j == 0:
+            if c == 0:
                 ax.set_ylabel(ylabel, fontsize=8)
             ax.tick_params(labelsize=7)
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -471,8 +478,13 @@ def plot_reconstruction_tradeoff(frame: pd.DataFrame) -> Figure:
     if n < MIN_RUNS:
         return _too_few("the reconstruction trade-off", n)
     colors = _method_colors(list(frame["method"].dropna().unique()))
-    fig, axes = plt.subplots(1, len(cols), figsize=(2.8 * len(cols) + 1.5, 3.0), squeeze=False)
-    for ax, c in zip(axes[0], cols):
+    ncols = min(4, len(cols))
+    nrows = math.ceil(len(cols) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 1.6, 2.6 * nrows),
+                             squeeze=False)
+    for a in axes.ravel()[len(cols):]:
+        a.set_visible(False)
+    for ax, c in zip(axes.ravel(), cols):
         for m, s in frame[[rec, c, "method"] + [x for x in frame.columns
                                                 if x.startswith("hp.")]].groupby("method"):
             s = s.dropna(subset=[rec, c])
