@@ -118,7 +118,7 @@ def test_local_and_ray_give_the_same_table(tmp_path: Path) -> None:
                                             if c.startswith(("metric.", "hp.", "config.",
                                                              "final."))]
     assert list(a.columns) == list(b.columns)
-    pd.testing.assert_frame_equal(a[cols], b[cols])
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
 
 
 def test_killed_study_finishes_without_redoing_runs(tmp_path: Path) -> None:
