@@ -48,6 +48,14 @@ HEADLINE = [
     ("dotran", "rmig", "RMIG"),
 ]
 
+#: One-line descriptions used where a metric's docstring starts with just its name.
+_FALLBACK_DESCRIPTIONS = {
+    "irs": "Interventional robustness score: how little a factor's most informative latents "
+           "move when the other factors change (Suter et al. 2019).",
+    "sap": "Separated attribute predictability: per factor, the gap in prediction score "
+           "between the two latents that predict it best (Kumar et al. 2018).",
+}
+
 _PER_ITEM = re.compile(r"(_z\d+$|_factor_|^top_latent_|^informativeness_|^weights_z)")
 
 
@@ -208,23 +216,28 @@ def _training_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
             and isinstance(history[-1][k], (int, float))]
     per_latent = sorted([k for k in keys if re.fullmatch(r"kl_\d+", k)],
                         key=lambda k: int(k[3:]))
-    main = [k for k in ("loss", "recon", "kl", "elbo") if k in keys]
-    other = [k for k in keys if k not in per_latent and k not in main]
-    panels = [("objective", main), ("per-latent KL", per_latent), ("other terms", other)]
+    main = [k for k in ("loss", "recon") if k in keys]
+    if "kl" in keys:
+        per_latent = ["kl", *per_latent]
+    other = [k for k in keys if k not in per_latent and k not in main and k != "elbo"]
+    panels = [("objective", main), ("KL (total and per latent)", per_latent),
+              ("other terms", other)]
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2),
                              constrained_layout=True, squeeze=False)
     for ax, (title, ks) in zip(axes[0], panels):
         for k in ks:
             y = np.array([r.get(k, np.nan) for r in history], dtype=float)
-            ax.plot(steps, y, label=k, lw=1.2)
+            style = {"color": "black", "ls": "--"} if k == "kl" and len(ks) > 1 else {}
+            ax.plot(steps, y, label=k, lw=1.2, **style)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("nats per image" if title != "other terms" else "value")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2 if len(ks) > 5 else 1)
-        if title == "objective" and "elbo" in ks:
-            ax.set_yscale("symlog")
+        if title == "objective" and np.all(np.array([r.get(k, 1.0) for r in history
+                                                     for k in ks], dtype=float) > 0):
+            ax.set_yscale("log")
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
@@ -270,6 +283,8 @@ def _metrics_html(record: dict[str, Any] | None) -> str:
             desc = get_metric(name).description
         except MetricError:
             desc = ""
+        if len(desc) < 25:
+            desc = _FALLBACK_DESCRIPTIONS.get(name, desc)
         values = res.get("values", {})
         shown = [f"{html.escape(k)} = {_num(v)}" for k, v in values.items()
                  if not _PER_ITEM.search(k) and k != "sampling_estimator"]
@@ -363,7 +378,7 @@ def build_report(
     # figures
     has_decoder = bool(getattr(model, "has_decoder", True)) and getattr(data, "is_image", True)
     rng = np.random.default_rng([int(seed), 11])
-    scale = 4 if data.observation_shape[-1] <= 32 else 2
+    scale = 4 if data.observation_shape[-1] <= 32 else 1
     if has_decoder:
         x = data.images_from_index(data.sample_index(16, rng))
         rec_path = vi.save_png(vi.reconstruction_grid(model, x, ncol=8),
