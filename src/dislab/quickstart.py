@@ -130,13 +130,15 @@ def run(
         enc = _encode_speed(trainer.model.eval(), data, device)
         trainer.close()
         reserve = plan_reserve(len(data), enc)
-        # 2. train to the time left, re-planning once halfway from the speed measured then
-        for share in (0.5, 1.0):
+        # 2. train to the time left in chunks, each re-planned from the speed just measured
+        #    (the machine's load may change), the last ones to the full remaining time
+        for share in (0.5, 0.8, 1.0, 1.0):
             now = time.perf_counter()
             left = deadline - reserve - now
             step = int(_status(run_dir).get("step", 0))
             target = min(max_steps, step + int(max(0.0, left) * rate * share))
-            if target <= step:
+            if target <= step or (share == 1.0 and target - step < _PROBE_STEPS
+                                  and step > _PROBE_STEPS):
                 break
             say(f"dislab quickstart: training to step {target} "
                 f"({rate * cfg['batch_size']:.0f} images/s; {left / 60:.1f} min for training, "
