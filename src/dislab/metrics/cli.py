@@ -97,8 +97,8 @@ def register(subparsers: Any) -> None:
                    help="override a metric parameter, e.g. dci.num_train=1000 "
                    "(repeatable; VALUE is JSON)")
     p.add_argument("--device", default="auto", help="device to encode on (default auto)")
-    p.add_argument("--batch-size", type=int, default=1024,
-                   help="images per encoder batch (default 1024)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="images per encoder batch (default 128)")
     p.add_argument("--reencode", action="store_true",
                    help="encode again even if codes.npz matches the weights and data")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -212,7 +212,7 @@ def evaluate_run(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
     reencode: bool = False,
-    batch_size: int = 1024,
+    batch_size: int = 128,
 ) -> dict[str, Any]:
     """Score a training run folder; write ``metrics.json`` and cache ``codes.npz`` there.
 
