@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except DislabError as e:
         print(f"dislab: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("dislab: interrupted; work written so far is kept (re-run to resume).",
               file=sys.stderr)
