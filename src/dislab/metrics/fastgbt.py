@@ -19,9 +19,9 @@ same algorithm, with changes that do not alter the result:
   seed (scikit-learn also visits features in a random order; only the random stream differs).
 
 The partitioned scan grows bit-identical trees to the previous node-lookup scan (same sums in
-the same order, same divisions) and is about 1.5-2.5x faster on dSprites-like codes
-(``benchmarks/gbt_speed.py`` times both in one run; 2.5x with one thread on a loaded 2-core
-machine).
+the same order, same divisions). On dSprites-like codes (``benchmarks/gbt_speed.py`` times
+both in one run) it measured 1.8x faster with one thread and 1.4x with two, on a 2-core
+machine shared with two other busy processes; idle-machine figures are not yet measured.
 
 Without numba installed, :class:`ExactGBClassifier` is unavailable (``available()`` is False)
 and DCI / the downstream task fall back to scikit-learn itself.
