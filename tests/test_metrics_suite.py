@@ -170,3 +170,32 @@ def test_evaluate_run_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "unknown metric" in capsys.readouterr().err
     assert dislab_main(["metrics"]) == 0
     assert "defaults:" in capsys.readouterr().out
+
+
+def test_dci_and_downstream_share_points_and_fits() -> None:
+    """Same seed: the downstream task's largest sample is DCI's, so its accuracies are DCI's
+    informativeness and its boosted trees are DCI's fits (memoised, not refitted)."""
+    from dislab.metrics import boosting
+
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((3, 3)).astype(np.float32)
+
+    def noisy(x: np.ndarray) -> np.ndarray:
+        return x @ mix + 0.5 * np.random.default_rng(int(x.sum())).standard_normal(x.shape)
+
+    boosting._MEMO.clear()
+    params = {"dci": {"num_train": 300, "num_test": 100},
+              "downstream_boosted_trees": {"num_train": [20, 300], "num_test": 100},
+              "downstream_logistic_regression": {"num_train": [20, 300], "num_test": 100}}
+    out = evaluate(noisy, DATA, ["dci", "downstream_boosted_trees",
+                                 "downstream_logistic_regression"], seed=3, params=params)
+    dci, gbt = out["dci"], out["downstream_boosted_trees"]
+    assert gbt["300:mean_test_accuracy"] == dci["informativeness_test"]
+    assert gbt["300:mean_train_accuracy"] == dci["informativeness_train"]
+    assert gbt["20:mean_test_accuracy"] != dci["informativeness_test"]
+    assert len(boosting._MEMO) == 3 + 3  # DCI's three fits reused; three 20-point fits added
+    # the downstream task alone (no memo) gives the same numbers
+    boosting._MEMO.clear()
+    alone = evaluate(noisy, DATA, ["downstream_boosted_trees"], seed=3,
+                     params={"downstream_boosted_trees": params["downstream_boosted_trees"]})
+    assert alone["downstream_boosted_trees"] == gbt

@@ -3,7 +3,9 @@
 
 For each training size ``n``: fresh ``n`` training codes and ``num_test`` test codes; one
 classifier per factor predicts the factor from all codes; accuracies are reported per factor,
-as mean and as minimum. The sample efficiency is the mean test accuracy at 100 training points
+as mean and as minimum. Sizes are drawn largest first, so the 10 000-point sample is the
+generator's first draw, as DCI's training sample (the suite gives both the same stream).
+The sample efficiency is the mean test accuracy at 100 training points
 divided by that at 10 000.
 """
 
@@ -61,8 +63,8 @@ def downstream_task(
     if isinstance(num_train, int):
         num_train = [num_train]
     out: dict[str, float] = {}
-    for n in num_train:
-        n = check_count(n, 2, "each num_train size")
+    sizes = [check_count(n, 2, "each num_train size") for n in num_train]
+    for n in sorted(sizes, reverse=True):
         x, f = sample_codes(data, representation, n, rng)
         xt, ft = sample_codes(data, representation, num_test, rng)
         train_acc, test_acc = [], []
