@@ -28,14 +28,32 @@ import time
 from pathlib import Path
 
 
-def parse_setting(text: str) -> dict:
+#: keys of a setting's ``key=value`` list that go to the pair sampler, not the method
+PAIR_KEYS = ("rate", "edge")
+
+
+def _value(text: str) -> float | str:
     try:
-        name, model, arch, batch, lr, beta, latent = text.split(":")
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_setting(text: str) -> dict:
+    """``name:model:arch:batch:lr:hp:latent``; ``hp`` is β, or ``key=value[,key=value]``
+    (hyper-parameters of the method; ``rate``/``edge`` go to the pair sampler)."""
+    try:
+        name, model, arch, batch, lr, hp, latent = text.split(":")
+        if "=" in hp:
+            hparams = {k: _value(v) for k, v in (kv.split("=", 1) for kv in hp.split(","))}
+        else:
+            hparams = {"beta": float(hp)}
         return {"name": name, "model": model, "arch": arch, "batch_size": int(batch),
-                "lr": float(lr), "beta": float(beta), "latent_dim": int(latent)}
+                "lr": float(lr), "hparams": hparams, "latent_dim": int(latent)}
     except ValueError:
         raise SystemExit(f"bad --setting {text!r}; expected "
-                         "name:model:arch:batch:lr:beta:latent") from None
+                         "name:model:arch:batch:lr:beta:latent (beta may be "
+                         "key=value[,key=value], e.g. gamma=35)") from None
 
 
 def mig_of(model, data, seed: int) -> dict:
@@ -54,10 +72,11 @@ def run_one(setting: dict, seed: int, cpu_budget: float, eval_every: int, out: P
     from dislab.train import Trainer
 
     torch.set_num_threads(threads)
-    hp_name = "beta"
     cfg = {"model": setting["model"], "arch": setting["arch"], "batch_size": setting["batch_size"],
            "lr": setting["lr"], "latent_dim": setting["latent_dim"],
-           "hparams": {hp_name: setting["beta"]}, "seed": seed, "steps": 10**9,
+           "hparams": {k: v for k, v in setting["hparams"].items() if k not in PAIR_KEYS},
+           "pair_options": {k: v for k, v in setting["hparams"].items() if k in PAIR_KEYS},
+           "seed": seed, "steps": 10**9,
            "out": str(out / "unused"), "tensorboard": False, "threads": threads,
            "compile": False}
     tr = Trainer(cfg)

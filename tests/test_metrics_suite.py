@@ -120,6 +120,13 @@ def test_encode_grid_equals_encoding_each_image() -> None:
         np.testing.assert_allclose(table.logvar[i], lv[0].numpy(), atol=1e-5)
     eager = encode_grid(TinyEncoder(), data, batch_size=64, progress=False, jit=False)
     np.testing.assert_allclose(eager.mean, table.mean, atol=1e-5)
+    # batches encoded concurrently by worker threads land in their rows; threads restored
+    threads = torch.get_num_threads()
+    for workers in (2, 3):
+        par = encode_grid(TinyEncoder(), data, batch_size=5, progress=False, workers=workers)
+        np.testing.assert_allclose(par.mean, table.mean, atol=1e-5)
+        np.testing.assert_allclose(par.logvar, table.logvar, atol=1e-5)
+    assert torch.get_num_threads() == threads
 
 
 def test_code_table_round_trip_and_reuse(tmp_path: Path) -> None:

@@ -11,8 +11,12 @@ the encoder is traced and frozen with TorchScript (``torch.jit.freeze`` +
 ``optimize_for_inference``: convolutions fused with their ReLUs on oneDNN), checked against
 the eager encoder on the first batch (falling back to eager, channels-last, if tracing fails
 or disagrees); batches of 128 (full dSprites grid on the 2-core CPU: 13,964 img/s, against 7,709
-with batches of 1024); images moved as uint8 and converted to float on the fly; the
-next batch rendered or read in a background thread while the current one is encoded.
+with batches of 1024); images moved as uint8 and converted to float on the fly; on CPU one
+worker thread per torch thread, each loading and encoding whole batches on one intra-op
+thread (small convolutions split over intra-op threads scale poorly: 2.3-2.5x a plain loop
+with two workers against 1.4x with one batch at a time on a loaded 2-core machine,
+see ``benchmarks/metrics_speed.py``); on GPU one batch at a time,
+the next one loaded meanwhile.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ def encode_grid(
     channels_last: bool = True,
     jit: bool = True,
     device: Any = None,
+    workers: int | None = None,
 ) -> CodeTable:
     """Encode the full grid of ``data`` with ``model.encode`` -> :class:`CodeTable`.
 
@@ -123,7 +128,7 @@ def encode_grid(
     if len(data) == 0:
         raise MetricError(f"data set {data.name!r} is empty; nothing to encode.")
     mean, logvar = encode_rows(model, data, np.arange(len(data), dtype=np.int64), batch_size,
-                               progress, channels_last, jit, device)
+                               progress, channels_last, jit, device, workers)
     return CodeTable(mean, logvar)
 
 
@@ -136,8 +141,14 @@ def encode_rows(
     channels_last: bool = True,
     jit: bool = True,
     device: Any = None,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(mean (n, d), logvar (n, d) or None)`` of grid points ``index (n,)``."""
+    """``(mean (n, d), logvar (n, d) or None)`` of grid points ``index (n,)``.
+
+    ``workers``: batches encoded at once by worker threads, each on one intra-op thread
+    (default: torch's thread count on CPU, 1 on GPU; 1 = one batch at a time on all threads,
+    the next one loaded meanwhile).
+    """
     import torch
 
     if batch_size < 1:
@@ -170,32 +181,59 @@ def encode_rows(
         cl = True
 
     starts = list(range(0, n, batch_size))
-    mean = logvar = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc=f"encoding {data.name}", unit="img", smoothing=0.1)
-    with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
-        pending = pool.submit(load, starts[0])
-        for i, start in enumerate(starts):
-            batch = pending.result()
-            if i + 1 < len(starts):
-                pending = pool.submit(load, starts[i + 1])
-            m, lv = _split_output(encode(_batch_to_tensor(batch, device, cl)))
+
+    def encode_batch(start: int, batch: np.ndarray | None = None) -> tuple[Any, Any]:
+        with torch.inference_mode():
+            m, lv = _split_output(encode(_batch_to_tensor(
+                load(start) if batch is None else batch, device, cl)))
             m = m.float().reshape(m.shape[0], -1).cpu().numpy()
-            if mean is None:
-                mean = np.empty((n, m.shape[1]), dtype=np.float32)
-                if lv is not None:
-                    logvar = np.empty((n, m.shape[1]), dtype=np.float32)
-            mean[start:start + len(m)] = m
-            if logvar is not None and lv is not None:
-                logvar[start:start + len(m)] = lv.float().reshape(lv.shape[0], -1).cpu().numpy()
-            if bar is not None:
-                bar.update(len(m))
+            if lv is not None:
+                lv = lv.float().reshape(lv.shape[0], -1).cpu().numpy()
+        return m, lv
+
+    m0, lv0 = encode_batch(0)
+    mean = np.empty((n, m0.shape[1]), dtype=np.float32)
+    logvar = np.empty((n, m0.shape[1]), dtype=np.float32) if lv0 is not None else None
+
+    def store(start: int, m: np.ndarray, lv: np.ndarray | None) -> None:
+        mean[start:start + len(m)] = m
+        if logvar is not None and lv is not None:
+            logvar[start:start + len(m)] = lv
+        if bar is not None:
+            bar.update(len(m))
+
+    store(0, m0, lv0)
+    if workers is None:
+        workers = torch.get_num_threads() if cpu else 1
+    if workers > 1 and len(starts) > 1:
+        # one batch per worker thread, each on one intra-op thread: small convolutions scale
+        # badly over intra-op threads, independent batches do not
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                def job(start: int) -> None:
+                    store(start, *encode_batch(start))
+                for fut in [pool.submit(job, st) for st in starts[1:]]:
+                    fut.result()
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # next batch loaded meanwhile
+            pending = pool.submit(load, starts[1]) if len(starts) > 1 else None
+            for i, start in enumerate(starts[1:], 1):
+                assert pending is not None
+                batch = pending.result()
+                if i + 1 < len(starts):
+                    pending = pool.submit(load, starts[i + 1])
+                store(start, *encode_batch(start, batch))
     if bar is not None:
         bar.close()
-    assert mean is not None
     check_codes(mean, f"encoder on {data.name}")
     if logvar is not None:
         check_codes(logvar, f"encoder log-variances on {data.name}")
