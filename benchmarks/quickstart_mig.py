@@ -27,7 +27,6 @@ import json
 import time
 from pathlib import Path
 
-
 #: keys of a setting's ``key=value`` list that go to the pair sampler, not the method
 PAIR_KEYS = ("rate", "edge")
 
