@@ -23,8 +23,8 @@ def test_fixed_steps_pipeline_writes_report(tmp_path: Path) -> None:
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "done" and status["step"] == 4
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model"] == quickstart.QUICKSTART["model"] == "beta_tcvae"
-    assert cfg["hparams"]["beta"] == quickstart.QUICKSTART["hparams"]["beta"]
+    assert cfg["model"] == quickstart.QUICKSTART["model"] == "slow_vae"
+    assert cfg["hparams"] == quickstart.QUICKSTART["hparams"]
     assert cfg["lr"] == quickstart.QUICKSTART["lr"]
     summary = json.loads((out / "quickstart.json").read_text())
     record = json.loads((out / "metrics.json").read_text())
@@ -57,6 +57,13 @@ def test_bad_budget_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert not capsys.readouterr().out  # --quiet
     assert (tmp_path / "c" / "report" / "index.html").exists()
     assert "--minutes" in _help()
+    # another method starts from its own defaults, not the default method's hyper-parameters
+    assert dislab_main(["quickstart", "--out", str(tmp_path / "d"), "--steps", "2",
+                        "--metrics", "mig", "--data", "test_qs_sprites16", "--batch-size", "16",
+                        "--latent-dim", "3", "--model", "beta_tcvae", "--quiet"]) == 0
+    cfg = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert cfg["model"] == "beta_tcvae" and cfg["hparams"]["beta"] == 6.0
+    assert "gamma" not in cfg["hparams"] and cfg["batch_size"] == 16
 
 
 def _help() -> str:
