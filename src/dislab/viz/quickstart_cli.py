@@ -30,8 +30,9 @@ def register(subparsers: Any) -> None:
         "beta_tcvae for the unsupervised β-TCVAE) for a wall-clock budget, evaluate every "
         "default metric and write the HTML run report; prints where it is. The budget "
         "includes evaluation and report: training gets the rest, its steps set from the "
-        "measured speed. The settings aim at MIG >= 0.2 in 30 minutes on an idle 2-core CPU "
-        "(docs/quickstart.md has the measurements); on a GPU it stops early (60000 steps). "
+        "measured speed. The settings aim at MIG >= 0.2 in 30 minutes on a 2-core CPU but "
+        "reach about 0.08 there today (docs/quickstart.md has the measurements); on a GPU it "
+        "stops early (60000 steps). "
         "Re-running with the same --out resumes.",
     )
     p.add_argument("--out", default="quickstart", help="run folder (default ./quickstart)")
