@@ -1,7 +1,10 @@
-"""The previous ``dislab.metrics.fastgbt`` (before the partitioned-scan rewrite), verbatim.
+"""The previous ``dislab.metrics.fastgbt`` kernels (before the partitioned-scan rewrite).
 
 Kept only so that ``benchmarks/gbt_speed.py`` can time the old and the new booster in the
-same run and check that they grow the same trees. Not part of the library.
+same run and check that they grow the same trees. ``_grow_tree`` and ``_fit_impl`` are the old
+kernels verbatim; everything else (classes, prior, tie-break keys, prediction) is the
+library's :class:`dislab.metrics.fastgbt.ExactGBClassifier`, which :class:`ExactGBClassifier`
+here extends by swapping its compiled stages for the old ones. Not part of the library.
 """
 
 from __future__ import annotations
@@ -10,18 +13,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "ExactGBClassifier"]
+from dislab.metrics import fastgbt
 
-import importlib.util
+__all__ = ["ExactGBClassifier"]
 
-_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 prange = range  # numba's prange replaces it in the compiled functions (see _compile)
-
-
-def available() -> bool:
-    """Whether the compiled booster can run (numba importable)."""
-    return _HAVE_NUMBA
-
 
 _EPS = float(np.finfo(np.float64).eps)  # sklearn's EPSILON: smaller impurity is a leaf
 _FEATURE_THRESHOLD = 1e-7  # sklearn: values closer than this are not split apart
@@ -186,30 +182,11 @@ def _fit_impl(x, order, yi, n_trees, n_stages, lr, max_depth, keys, raw0):
     return feat, thr, val, imp.sum(axis=0), raw.T.copy()
 
 
-def _predict_impl(x, feat, thr, val, lr, raw0):
-    n = x.shape[0]
-    n_stages, n_trees, _ = feat.shape
-    raw = np.empty((n, n_trees))
-    for i in range(n):
-        for k in range(n_trees):
-            acc = raw0[k]
-            for s in range(n_stages):
-                j = 0
-                while feat[s, k, j] >= 0:
-                    if x[i, feat[s, k, j]] <= thr[s, k, j]:
-                        j = 2 * j + 1
-                    else:
-                        j = 2 * j + 2
-                acc += lr * val[s, k, j]
-            raw[i, k] = acc
-    return raw
-
-
 _COMPILED: dict[str, Any] = {}
 
 
 def _compile() -> dict[str, Any]:
-    """Compile on first use (numba is imported only when a booster is fitted)."""
+    """Compile the old kernels on first use."""
     global _grow_tree, prange
     if not _COMPILED:
         import numba
@@ -218,72 +195,18 @@ def _compile() -> dict[str, Any]:
         _grow_tree = numba.njit(cache=True)(_grow_tree)
         _COMPILED["serial"] = numba.njit(cache=True)(_fit_impl)
         _COMPILED["parallel"] = numba.njit(cache=True, parallel=True)(_fit_impl)
-        _COMPILED["predict"] = numba.njit(cache=True)(_predict_impl)
     return _COMPILED
 
-#: Grow the trees of a stage in parallel from this many samples x trees on (smaller problems
-#: lose more to thread synchronisation than they gain).
-PARALLEL_MIN_WORK = 200_000
 
+class ExactGBClassifier(fastgbt.ExactGBClassifier):
+    """The library's booster with the old compiled stages."""
 
-class ExactGBClassifier:
-    """``GradientBoostingClassifier()`` (sklearn defaults) for dense float features.
-
-    ``fit(x (n, d), y (n,))``, ``predict``, ``decision_function``, ``classes_``,
-    ``feature_importances_`` (sum 1, or all 0 when no tree split), ``train_raw_``.
-    """
-
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1,
-                 max_depth: int = 3, random_state: int | None = None) -> None:
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.random_state = random_state
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> ExactGBClassifier:
-        if not _HAVE_NUMBA:
-            raise RuntimeError("ExactGBClassifier needs numba (pip install numba).")
-        x = np.ascontiguousarray(x, dtype=np.float32)  # sklearn fits trees on float32
-        self.classes_, yi = np.unique(np.asarray(y), return_inverse=True)
-        n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise ValueError("ExactGBClassifier needs at least two classes.")
-        eps = float(np.finfo(np.float32).eps)
-        prior = np.clip(np.bincount(yi, minlength=n_classes) / len(yi), eps, 1 - eps)
-        if n_classes == 2:
-            raw0 = np.array([np.log(prior[1] / (1 - prior[1]))])
-        else:
-            raw0 = np.log(prior) - np.log(prior).mean()
+    def _grow(self, x: np.ndarray, yi: np.ndarray, raw0: np.ndarray, keys: np.ndarray
+              ) -> tuple[np.ndarray, ...]:
         n_trees = len(raw0)
         order = np.ascontiguousarray(np.argsort(x, axis=0, kind="stable").T.astype(np.int64))
-        m = 2 ** (self.max_depth + 1) - 1
-        keys = np.random.default_rng(self.random_state).random(
-            (self.n_estimators, n_trees, m, x.shape[1]))
         jit = _compile()
-        fit = jit["parallel"] if len(yi) * n_trees >= PARALLEL_MIN_WORK else jit["serial"]
-        feat, thr, val, imp, raw = fit(x, order, yi.astype(np.int64), n_trees,
-                                        self.n_estimators, float(self.learning_rate),
-                                        self.max_depth, keys, raw0)
-        self._trees = (feat, thr, val)
-        self._raw0 = raw0
-        total = imp.sum()
-        self.feature_importances_ = imp / total if total > 0 else imp
-        self.train_raw_ = raw
-        return self
-
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        feat, thr, val = self._trees
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        return _compile()["predict"](x, feat, thr, val, float(self.learning_rate), self._raw0)
-
-    def _classes_of(self, raw: np.ndarray) -> Any:
-        if raw.shape[1] == 1:
-            return self.classes_[(raw[:, 0] > 0).astype(np.int64)]
-        return self.classes_[np.argmax(raw, axis=1)]
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._classes_of(self.decision_function(x))
-
-    def predict_train(self) -> np.ndarray:
-        """Predictions on the training inputs (from the fit, no second pass)."""
-        return self._classes_of(self.train_raw_)
+        parallel = len(yi) * n_trees >= fastgbt.PARALLEL_MIN_WORK
+        fit = jit["parallel" if parallel else "serial"]
+        return fit(x, order, yi, n_trees, self.n_estimators, float(self.learning_rate),
+                   self.max_depth, keys, raw0)

@@ -346,6 +346,7 @@ def _compile() -> dict[str, Any]:
         _COMPILED["predict"] = numba.njit(cache=True)(_predict_impl)
     return _COMPILED
 
+
 def _num_threads() -> int:
     import numba
 
@@ -385,26 +386,30 @@ class ExactGBClassifier:
             raw0 = np.array([np.log(prior[1] / (1 - prior[1]))])
         else:
             raw0 = np.log(prior) - np.log(prior).mean()
-        n_trees = len(raw0)
-        order = np.ascontiguousarray(np.argsort(x, axis=0, kind="stable").T.astype(np.int32))
-        xs0 = np.ascontiguousarray(np.take_along_axis(x.T, order, axis=1))
         m = 2 ** (self.max_depth + 1) - 1
         keys = np.random.default_rng(self.random_state).random(
-            (self.n_estimators, n_trees, m, x.shape[1]))
-        jit = _compile()
-        if len(yi) * n_trees >= PARALLEL_MIN_WORK:
-            fit, n_blocks = jit["parallel"], max(1, min(n_trees, _num_threads()))
-        else:
-            fit, n_blocks = jit["serial"], 1
-        feat, thr, val, imp, raw = fit(x, order, xs0, yi.astype(np.int64), n_trees,
-                                        self.n_estimators, float(self.learning_rate),
-                                        self.max_depth, keys, raw0, n_blocks)
+            (self.n_estimators, len(raw0), m, x.shape[1]))
+        feat, thr, val, imp, raw = self._grow(x, yi.astype(np.int64), raw0, keys)
         self._trees = (feat, thr, val)
         self._raw0 = raw0
         total = imp.sum()
         self.feature_importances_ = imp / total if total > 0 else imp
         self.train_raw_ = raw
         return self
+
+    def _grow(self, x: np.ndarray, yi: np.ndarray, raw0: np.ndarray, keys: np.ndarray
+              ) -> tuple[np.ndarray, ...]:
+        """The compiled stages: ``(feat, thr, val, importances, train raw predictions)``."""
+        n_trees = len(raw0)
+        order = np.ascontiguousarray(np.argsort(x, axis=0, kind="stable").T.astype(np.int32))
+        xs0 = np.ascontiguousarray(np.take_along_axis(x.T, order, axis=1))
+        jit = _compile()
+        if len(yi) * n_trees >= PARALLEL_MIN_WORK:
+            fit, n_blocks = jit["parallel"], max(1, min(n_trees, _num_threads()))
+        else:
+            fit, n_blocks = jit["serial"], 1
+        return fit(x, order, xs0, yi, n_trees, self.n_estimators, float(self.learning_rate),
+                   self.max_depth, keys, raw0, n_blocks)
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         feat, thr, val = self._trees
