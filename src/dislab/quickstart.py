@@ -12,9 +12,9 @@ docs/quickstart.md has MIG against images seen for every candidate): Slow-VAE (K
 "natural" transitions, rendered on the fly), with the paper's β = 1, γ = 10, λ = 6, on the
 study's conv encoder / deconv decoder, 32 pairs (64 images) per update, Adam lr 5e-4, 10
 latents. It disentangled fastest per CPU second of the settings measured: the sparse
-transitions single out the factors' axes, which unsupervised objectives (β-TCVAE β = 6 and
-10, FactorVAE γ = 35) had not found after as many images (MIG ≤ 0.03 where Slow-VAE was at
-0.18). It is weakly supervised by the pairs; ``model="beta_tcvae"`` gives the unsupervised
+transitions single out the factors' axes, which unsupervised objectives (β-TCVAE β = 10,
+FactorVAE γ = 35) had not found after 100 000 images (MIG ≤ 0.03 against 0.05-0.11 for
+Slow-VAE). It is weakly supervised by the pairs; ``model="beta_tcvae"`` gives the unsupervised
 β-TCVAE (β = 6) instead.
 """
 
@@ -51,8 +51,9 @@ OTHER_METHODS: dict[str, dict[str, Any]] = {
 MAX_STEPS = 60_000
 
 #: Seconds of evaluation and report that do not depend on the model's speed: the default metric
-#: suite on the dSprites codes plus the report's figures (about 2 minutes on the idle 2-core
-#: CPU, docs/quickstart.md; the rest is margin), used to reserve time before training.
+#: suite on the dSprites codes plus the report's figures, used to reserve time before training
+#: (on the idle AVX2 2-core CPU the 13 metrics took 169 s, and encoding + metrics + report
+#: together about 5.5 minutes; docs/quickstart.md).
 METRICS_SECONDS = 200.0
 
 _PROBE_STEPS = 30

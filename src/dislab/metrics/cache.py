@@ -13,10 +13,10 @@ the eager encoder on the first batch (falling back to eager, channels-last, if t
 or disagrees); batches of 128 (full dSprites grid on the 2-core CPU: 13,964 img/s, against 7,709
 with batches of 1024); images moved as uint8 and converted to float on the fly; on CPU one
 worker thread per torch thread, each loading and encoding whole batches on one intra-op
-thread (small convolutions split over intra-op threads scale poorly: 2.3-2.5x a plain loop
-with two workers against 1.4x with one batch at a time on a loaded 2-core machine,
-see ``benchmarks/metrics_speed.py``); on GPU one batch at a time,
-the next one loaded meanwhile.
+thread (small convolutions split over intra-op threads scale poorly: 1.51x a plain loop on
+the idle AVX2 2-core machine, ``benchmarks/metrics_speed.py``; on that machine loaded by two
+trainings, two workers gave 2.3-2.5x and one batch at a time 0.56-1.43x); on GPU one batch at
+a time, the next one loaded meanwhile.
 """
 
 from __future__ import annotations
