@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 #: keys of a setting's ``key=value`` list that go to the pair sampler, not the method
-PAIR_KEYS = ("rate", "edge")
+PAIR_KEYS = ("rate", "edge", "changes")
 
 
 def _value(text: str) -> float | str:
@@ -40,7 +40,7 @@ def _value(text: str) -> float | str:
 
 def parse_setting(text: str) -> dict:
     """``name:model:arch:batch:lr:hp:latent``; ``hp`` is β, or ``key=value[,key=value]``
-    (hyper-parameters of the method; ``rate``/``edge`` go to the pair sampler)."""
+    (hyper-parameters of the method; ``rate``/``edge``/``changes`` go to the pair sampler)."""
     try:
         name, model, arch, batch, lr, hp, latent = text.split(":")
         if "=" in hp:

@@ -112,6 +112,44 @@ def test_at_least_one_change_and_fixed_factor_never_moves():
     assert np.any(s[:, 0] != v[:, 0])
 
 
+def test_changes_option_moves_exactly_that_many_factors_by_the_stay_free_jump():
+    sizes = (3, 6, 8, 5, 4)
+    data = _grid(sizes, ["shape", "scale", "orientation", "position_x", "position_y"])
+    n = 40_000
+    for c in (1, 2, 4):
+        s, v = sample_pair_factors(data, n, rng=c, changes=c)
+        moved = s != v
+        assert np.all(s[:, 0] == v[:, 0])  # shape stays fixed ("auto")
+        assert np.all(moved.sum(axis=1) == c)
+        # the changed subset is uniform: each movable factor changes in c/4 of the pairs
+        share = moved[:, 1:].mean(axis=0)
+        assert np.all(np.abs(share - c / 4) <= 4 * np.sqrt(c / 4 * (1 - c / 4) / n))
+    # a changed factor's new value follows its jump pmf without the stay outcome
+    s, v = sample_pair_factors(data, n, rng=7, changes=1)
+    k, start = 2, 3
+    rows = (s[:, k] == start) & (s[:, k] != v[:, k])
+    p = jump_pmf(start, sizes[k])
+    p[start] = 0.0
+    p /= p.sum()
+    obs = np.bincount(v[rows, k], minlength=sizes[k])
+    exp = p * rows.sum()
+    ok = exp > 0
+    assert obs[start] == 0
+    dof = int(ok.sum()) - 1
+    chi2 = float(((obs[ok] - exp[ok]) ** 2 / exp[ok]).sum())
+    assert chi2 < dof + 6 * math.sqrt(2 * dof)
+    # deterministic, and the default (None) is the reference construction
+    a = sample_pair_factors(data, 100, rng=9, changes=2)
+    b = sample_pair_factors(data, 100, rng=9, changes=2)
+    assert np.array_equal(a[1], b[1])
+    with pytest.raises(DataError, match="changes must be a whole number from 1 to 4"):
+        sample_pair_factors(data, 4, changes=5)
+    with pytest.raises(DataError, match="changes"):
+        sample_pair_factors(data, 4, changes=0.5)
+    batch = next(pair_batches(data, 6, seed=0, changes=1))
+    assert batch.shape[:2] == (6, 2)
+
+
 def test_jump_scale_grows_with_factor_size():
     data = _grid((6, 40), ["a", "b"])
     s, v = sample_pair_factors(data, 20_000, rng=3, fixed_factors=None, edge="reflect")

@@ -27,6 +27,13 @@ among the movable factors with more than one value) is redrawn from its jump pmf
              + [v differs from s in factor k only] * P0 / M * p_k(v_k|s_k) / (1 - p_k(s_k|s_k)),
 
 with ``P0 = prod_k p_k(s_k | s_k)`` and ``M`` the number of movable factors.
+
+Sparser pairs (option ``changes=c``, not in the reference): exactly ``c`` of the movable
+factors (those with more than one value; a uniformly random subset) change, each to a value
+drawn from its jump pmf with the "stay" outcome removed; all other factors keep their value.
+``changes=1`` gives pairs that differ in one factor, the weak supervision of Locatello et al.
+2020 (*Weakly-Supervised Disentanglement Without Compromises*), with Laplace-distributed
+jump sizes. The default ``None`` is the construction above.
 """
 
 from __future__ import annotations
@@ -148,8 +155,10 @@ def sample_pair_factors(
     fixed_factors: str | Sequence[str | int] | None = "auto",
     edge: str = "truncate",
     _tables: list[np.ndarray] | None = None,
+    changes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` factor pairs ``(s, v)``, each ``(n, K) int64``, by the module's construction."""
+    """``n`` factor pairs ``(s, v)``, each ``(n, K) int64``, by the module's construction
+    (``changes``: exactly that many movable factors change per pair, see the module doc)."""
     rng = as_rng(rng)
     sizes = np.asarray(data.factor_sizes, dtype=np.int64)
     fixed = resolve_fixed_factors(data, fixed_factors)
@@ -160,8 +169,18 @@ def sample_pair_factors(
             "fixed or have one value); pass fewer fixed_factors."
         )
     tables = _tables if _tables is not None else transition_tables(sizes, rate, edge)
+    if changes is not None:
+        changes = _check_changes(changes, movable.size)
     s = data.sample_factors(n, rng)
     v = s.copy()
+    if changes is not None:
+        # A uniformly random subset of `changes` movable factors per row: the first columns
+        # of a random permutation (argsort of uniforms).
+        chosen = movable[np.argsort(rng.random((n, movable.size)), axis=1)[:, :changes]]
+        for k in movable:
+            rows = np.flatnonzero((chosen == k).any(axis=1))
+            v[rows, k] = _jump_without_stay(tables[k], s[rows, k], rng)
+        return s, v
     for k in movable:
         cdf = np.cumsum(tables[k][s[:, k]], axis=1)
         u = rng.random(n)[:, None] * cdf[:, -1:]
@@ -171,15 +190,32 @@ def sample_pair_factors(
         pick = movable[rng.integers(0, movable.size, size=same.size)]
         for k in np.unique(pick):
             rows = same[pick == k]
-            p = tables[k][s[rows, k]].copy()
-            p[np.arange(rows.size), s[rows, k]] = 0.0
-            cdf = np.cumsum(p, axis=1)
-            u = rng.random(rows.size)[:, None] * cdf[:, -1:]
-            new = np.minimum((cdf <= u).sum(axis=1), sizes[k] - 1)
-            # Guard against round-off landing on the removed "stay" value.
-            new = np.where(new == s[rows, k], (new + 1) % sizes[k], new)
-            v[rows, k] = new
+            v[rows, k] = _jump_without_stay(tables[k], s[rows, k], rng)
     return s, v
+
+
+def _check_changes(changes: Any, movable: int) -> int:
+    if isinstance(changes, bool) or not isinstance(changes, (int, np.integer, float)) or \
+            int(changes) != changes or not 1 <= int(changes) <= movable:
+        raise DataError(
+            f"pair sampler: changes must be a whole number from 1 to {movable} (the number of "
+            f"factors that can change), got {changes!r}."
+        )
+    return int(changes)
+
+
+def _jump_without_stay(table: np.ndarray, start: np.ndarray, rng: np.random.Generator
+                       ) -> np.ndarray:
+    """New values ``(m,)`` drawn from rows ``start`` of ``table`` with the stay outcome
+    removed (renormalised)."""
+    size = table.shape[0]
+    p = table[start].copy()
+    p[np.arange(start.size), start] = 0.0
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(start.size)[:, None] * cdf[:, -1:]
+    new = np.minimum((cdf <= u).sum(axis=1), size - 1)
+    # Guard against round-off landing on the removed "stay" value.
+    return np.where(new == start, (new + 1) % size, new)
 
 
 def sample_pairs(
@@ -203,6 +239,7 @@ def pair_batches(
     rate: float = 1.0,
     fixed_factors: str | Sequence[str | int] | None = "auto",
     edge: str = "truncate",
+    changes: int | None = None,
 ) -> Iterator[Any]:
     """Endless (or ``num_batches``) torch batches ``(batch_size, 2, *obs)`` float32 in [0, 1].
 
@@ -218,7 +255,8 @@ def pair_batches(
     tables = transition_tables(data.factor_sizes, rate, edge)
     made = 0
     while num_batches is None or made < num_batches:
-        s, v = sample_pair_factors(data, batch_size, rng, rate, fixed_factors, edge, tables)
+        s, v = sample_pair_factors(data, batch_size, rng, rate, fixed_factors, edge, tables,
+                                   changes)
         idx = np.stack([data.index(s), data.index(v)], axis=1).reshape(-1)
         if data.is_image:
             arr = data.images_uint8_from_index(idx)

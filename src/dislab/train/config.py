@@ -64,7 +64,7 @@ class TrainConfig:
         tensorboard: write TensorBoard event files to ``tb/``.
         threads: ``torch.set_num_threads`` value (``None``: leave PyTorch's default).
         prefetch: prepare the next batch in a background thread while the current one trains.
-        pair_options: options of :func:`dislab.data.pairs.pair_batches` (``rate``,
+        pair_options: options of :func:`dislab.data.pairs.pair_batches` (``rate``, ``changes``,
             ``fixed_factors``, ``edge``) for methods whose ``batch_kind`` is ``"pairs"``.
     """
 
