@@ -211,3 +211,31 @@ def test_same_seed_same_numbers() -> None:
     b = dci(SMALL, noise, rng(3), num_train=200, num_test=100)
     c = dci(SMALL, noise, rng(4), num_train=200, num_test=100)
     assert a == b and a != c
+
+
+def test_downstream_logistic_regression_threads_match_a_serial_loop(monkeypatch) -> None:
+    """The factors' fits run on a thread pool; the numbers equal fitting them one by one."""
+    from dislab.metrics import downstream
+
+    data = from_function([3, 5, 4], lambda f: f.astype(np.float32))
+    mix = rng(1).standard_normal((3, 3)).astype(np.float32)
+
+    def rep(x: np.ndarray) -> np.ndarray:
+        return x @ mix + 0.7 * np.random.default_rng(int(x.sum())).standard_normal(x.shape)
+
+    calls = []
+    real = downstream.parallel_map
+
+    def spy(fn, items, workers=None):
+        calls.append(list(items))
+        return real(fn, items, workers)
+
+    monkeypatch.setattr(downstream, "parallel_map", spy)
+    threaded = downstream_logistic_regression(data, rep, rng(5), num_train=[30, 400],
+                                              num_test=300)
+    assert calls == [[1, 2, 0], [1, 2, 0]]  # most classes first, once per size
+    monkeypatch.setattr(downstream, "parallel_map", lambda fn, items: [fn(i) for i in items])
+    serial = downstream_logistic_regression(data, rep, rng(5), num_train=[30, 400],
+                                            num_test=300)
+    assert threaded == serial
+    assert 0.3 < threaded["400:mean_test_accuracy"] < 1.0  # informative but not perfect

@@ -12,6 +12,7 @@ divided by that at 10 000.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import MetricError, Representation
 from dislab.metrics.boosting import fit_booster, predict_train
+from dislab.metrics.infotheory import parallel_map
 from dislab.metrics.registry import register_metric
 from dislab.metrics.utils import (
     check_count,
@@ -46,6 +48,32 @@ def _logistic_cv(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
     )
 
 
+def _fit_and_score(predictor: str, booster: str, x: np.ndarray, f: np.ndarray,
+                   xt: np.ndarray, ft: np.ndarray, seeds: Sequence[int], k: int
+                   ) -> tuple[float, float]:
+    """Train and test accuracy of ``predictor`` for factor ``k``."""
+    if predictor == "logistic_regression":
+        model = _logistic_cv(x, f[:, k], seeds[k])
+    else:
+        model = fit_booster(booster, x, f[:, k], seeds[k])
+    return (float(np.mean(predict_train(model, x) == f[:, k])),
+            float(np.mean(model.predict(xt) == ft[:, k])))
+
+
+def _parallel_fits(score: Any, sizes: Sequence[int]) -> list[tuple[float, float]]:
+    """``[score(k) for k]`` over the factors on a small thread pool (one BLAS thread each),
+    factors with the most classes first; the results do not depend on the order."""
+    from threadpoolctl import threadpool_limits
+
+    order = sorted(range(len(sizes)), key=lambda k: -sizes[k])
+    with threadpool_limits(limits=1, user_api="blas"):
+        done = parallel_map(score, order)
+    out: list[Any] = [None] * len(sizes)
+    for k, r in zip(order, done):
+        out[k] = r
+    return out
+
+
 def downstream_task(
     data: GroundTruthData,
     representation: Representation,
@@ -67,15 +95,14 @@ def downstream_task(
     for n in sorted(sizes, reverse=True):
         x, f = sample_codes(data, representation, n, rng)
         xt, ft = sample_codes(data, representation, num_test, rng)
-        train_acc, test_acc = [], []
-        for k in range(data.num_factors):
-            seed = sklearn_seed(rng)
-            if predictor == "logistic_regression":
-                model = _logistic_cv(x, f[:, k], seed)
-            else:
-                model = fit_booster(booster, x, f[:, k], seed)
-            train_acc.append(float(np.mean(predict_train(model, x) == f[:, k])))
-            test_acc.append(float(np.mean(model.predict(xt) == ft[:, k])))
+        seeds = [sklearn_seed(rng) for _ in range(data.num_factors)]
+        score = partial(_fit_and_score, predictor, booster, x, f, xt, ft, seeds)
+        if predictor == "logistic_regression":
+            accs = _parallel_fits(score, data.factor_sizes)
+        else:  # the compiled booster runs its trees in parallel itself
+            accs = [score(k) for k in range(data.num_factors)]
+        train_acc = [a for a, _ in accs]
+        test_acc = [b for _, b in accs]
         for k in range(data.num_factors):
             out[f"{n}:train_accuracy_factor_{k}"] = train_acc[k]
             out[f"{n}:test_accuracy_factor_{k}"] = test_acc[k]
