@@ -206,3 +206,26 @@ def test_dci_and_downstream_share_points_and_fits() -> None:
     alone = evaluate(noisy, DATA, ["downstream_boosted_trees"], seed=3,
                      params={"downstream_boosted_trees": params["downstream_boosted_trees"]})
     assert alone["downstream_boosted_trees"] == gbt
+
+
+def test_inner_progress_bars_follow_the_suite_flag(monkeypatch) -> None:
+    """run_metrics(progress=False) silences the estimators' own bars; True lets them show."""
+    from dislab.metrics import infotheory, suite
+
+    seen = []
+    real = suite.get_metric
+
+    def spy(name):
+        spec = real(name)
+
+        def fn(*a, **k):
+            seen.append(infotheory.INNER_PROGRESS.get())
+            return {"x": 0.0}
+        return type(spec)(**{**spec.__dict__, "fn": fn})
+
+    monkeypatch.setattr(suite, "get_metric", spy)
+    table = CodeTable(np.zeros((len(DATA), 2), np.float32))
+    suite.run_metrics(table, DATA, ["mig"], progress=False)
+    suite.run_metrics(table, DATA, ["mig"], progress=True)
+    assert seen == [False, True]
+    assert infotheory.INNER_PROGRESS.get() is True  # restored afterwards

@@ -23,6 +23,7 @@ Two building blocks:
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -313,6 +314,12 @@ def quantised_stats(
     return out
 
 
+#: Whether long estimators show their own progress bar (``run_metrics(progress=False)`` turns
+#: them off for the metrics it runs).
+INNER_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("inner_progress",
+                                                                    default=True)
+
+
 def parallel_map(fn: Callable[[int], Any], items: Sequence[int], workers: int | None = None
                  ) -> list[Any]:
     """``[fn(i) for i in items]`` on a small thread pool (numpy releases the GIL)."""
@@ -474,7 +481,7 @@ def gaussian_mixture_logs(
         nbr_not = [neighbour_rows(np.delete(mean, i, axis=1), np.delete(scale, i), gen,
                                   num_neighbours) if own[i] else None for i in range(d)]
     sc = max(1, (1 << 22) // max(1, m * d))
-    quiet = progress is None or s_total * m * d < 50_000_000
+    quiet = progress is None or not INNER_PROGRESS.get() or s_total * m * d < 50_000_000
     bar = tqdm(total=s_total, desc=progress, disable=quiet, leave=False)
     for a in range(0, s_total, sc):
         b = min(s_total, a + sc)

@@ -25,6 +25,7 @@ import numpy as np
 
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import CodeTable, MetricError, Representation, check_codes
+from dislab.metrics.infotheory import INNER_PROGRESS
 from dislab.metrics.registry import default_metrics, get_metric
 from dislab.metrics.utils import check_data
 
@@ -171,9 +172,13 @@ def run_metrics(
             raise MetricError(f"metric {name!r} has no parameter(s) {sorted(unknown)}; "
                               f"its parameters: {sorted(spec.defaults)}.")
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            values = spec.fn(data, representation, metric_rng(seed, name), **kwargs)
+        token = INNER_PROGRESS.set(bool(progress))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                values = spec.fn(data, representation, metric_rng(seed, name), **kwargs)
+        finally:
+            INNER_PROGRESS.reset(token)
         results[name] = {
             "values": {k: float(v) for k, v in values.items()},
             "params": _clean({**spec.defaults, **kwargs}),
