@@ -9,7 +9,7 @@ from dislab.models.base import HParam, Method, available, create, get_class, reg
 __all__ = ["HParam", "Method", "available", "create", "get_class", "register"]
 
 _MODULES = ["beta_vae", "annealed_vae", "factor_vae", "dip_vae", "beta_tcvae", "aae",
-            "slow_vae", "pcl"]
+            "slow_vae", "pcl", "ada_gvae"]
 for _m in _MODULES:
     try:
         importlib.import_module(f"dislab.models.{_m}")
