@@ -29,6 +29,9 @@ from pathlib import Path
 
 #: keys of a setting's ``key=value`` list that go to the pair sampler, not the method
 PAIR_KEYS = ("rate", "edge", "changes")
+#: keys renamed before they reach the method (Slow-VAE's Laplace rate is its ``rate``, which
+#: would clash with the pair sampler's)
+METHOD_ALIASES = {"lambda": "rate"}
 
 
 def _value(text: str) -> float | str:
@@ -40,7 +43,8 @@ def _value(text: str) -> float | str:
 
 def parse_setting(text: str) -> dict:
     """``name:model:arch:batch:lr:hp:latent``; ``hp`` is β, or ``key=value[,key=value]``
-    (hyper-parameters of the method; ``rate``/``edge``/``changes`` go to the pair sampler)."""
+    (hyper-parameters of the method; ``rate``/``edge``/``changes`` go to the pair sampler,
+    ``lambda`` is Slow-VAE's Laplace rate)."""
     try:
         name, model, arch, batch, lr, hp, latent = text.split(":")
         if "=" in hp:
@@ -73,7 +77,8 @@ def run_one(setting: dict, seed: int, cpu_budget: float, eval_every: int, out: P
     torch.set_num_threads(threads)
     cfg = {"model": setting["model"], "arch": setting["arch"], "batch_size": setting["batch_size"],
            "lr": setting["lr"], "latent_dim": setting["latent_dim"],
-           "hparams": {k: v for k, v in setting["hparams"].items() if k not in PAIR_KEYS},
+           "hparams": {METHOD_ALIASES.get(k, k): v for k, v in setting["hparams"].items()
+                       if k not in PAIR_KEYS},
            "pair_options": {k: v for k, v in setting["hparams"].items() if k in PAIR_KEYS},
            "seed": seed, "steps": 10**9,
            "out": str(out / "unused"), "tensorboard": False, "threads": threads,
