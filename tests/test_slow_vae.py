@@ -102,3 +102,23 @@ def test_trains_on_perturbed_pairs_with_the_trainer(tmp_path):
         status = json.loads((run / "status.json").read_text())
         assert status["status"] == "done" and status["step"] == 3
         assert np.isfinite(status["final_logs"]["loss"])
+
+
+def test_entropy_share_half_is_the_reference_codes_laplace_term():
+    # entropy_share=0.5: both directions' cross-entropies minus the two frames' entropies
+    # once (the reference code); 1.0 (default) is the exact KL of both directions.
+    torch.manual_seed(0)
+    exact = create("slow_vae", (1, 64, 64), latent_dim=4, rate=5.0)
+    half = create("slow_vae", (1, 64, 64), latent_dim=4, rate=5.0, entropy_share=0.5)
+    half.load_state_dict(exact.state_dict())
+    batch = _pairs(3, seed=4)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        _, le = exact.loss(batch, 0)
+        torch.manual_seed(1)
+        _, lh = half.loss(batch, 0)
+        _, logvar = exact.encode(batch.reshape(6, 1, 64, 64))
+        lv = logvar.reshape(3, 2, -1)
+        ent = (0.5 * (lv + math.log(2 * math.pi * math.e))).sum(1).sum(1).mean()
+    assert lh["kl_laplace"].item() == pytest.approx((le["kl_laplace"] + 0.5 * ent).item(),
+                                                    rel=1e-5)

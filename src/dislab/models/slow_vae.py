@@ -77,6 +77,10 @@ class SlowVAE(VAE):
                         "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
         "rate": HParam(6.0, "rate λ of the Laplace transition prior (scale 1/λ)",
                        "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
+        "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
+                                "frame: 1 = the exact KL of both directions, 0.5 = the "
+                                "reference code's (once per pair)",
+                                "dislab (1); bethgelab/slow_disentanglement (0.5)"),
     }
 
     def loss(
@@ -102,8 +106,15 @@ class SlowVAE(VAE):
         m = mean.reshape(b, 2, -1)
         lv = logvar.reshape(b, 2, -1)
         rate = float(self.hp["rate"])
-        kl_lap = (gaussian_laplace_kl(m[:, 0], lv[:, 0], m[:, 1], rate)
-                  + gaussian_laplace_kl(m[:, 1], lv[:, 1], m[:, 0], rate)).sum(1).mean()
+        share = float(self.hp["entropy_share"])
+        if share == 1.0:
+            kl_lap = (gaussian_laplace_kl(m[:, 0], lv[:, 0], m[:, 1], rate)
+                      + gaussian_laplace_kl(m[:, 1], lv[:, 1], m[:, 0], rate)).sum(1).mean()
+        else:  # cross-entropies of both directions minus `share` x both frames' entropies
+            ce = (gaussian_laplace_cross_entropy(m[:, 0], lv[:, 0], m[:, 1], rate)
+                  + gaussian_laplace_cross_entropy(m[:, 1], lv[:, 1], m[:, 0], rate))
+            ent = 0.5 * (lv[:, 0] + _LOG_2PI_E) + 0.5 * (lv[:, 1] + _LOG_2PI_E)
+            kl_lap = (ce - share * ent).sum(1).mean()
         loss = 2.0 * recon + self.hp["beta"] * f.kl + self.hp["gamma"] * kl_lap
         logs = self.elbo_logs(f)
         logs["kl_laplace"] = kl_lap.detach()
