@@ -26,6 +26,7 @@ def test_fixed_steps_pipeline_writes_report(tmp_path: Path) -> None:
     assert cfg["model"] == quickstart.QUICKSTART["model"] == "slow_vae"
     assert cfg["hparams"] == quickstart.QUICKSTART["hparams"]
     assert cfg["lr"] == quickstart.QUICKSTART["lr"]
+    assert cfg["pair_options"] == quickstart.QUICKSTART["pair_options"] == {"changes": 1}
     summary = json.loads((out / "quickstart.json").read_text())
     record = json.loads((out / "metrics.json").read_text())
     assert summary["mig"] == record["metrics"]["mig"]["values"]["discrete_mig"]
@@ -64,6 +65,7 @@ def test_bad_budget_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     cfg = json.loads((tmp_path / "d" / "config.json").read_text())
     assert cfg["model"] == "beta_tcvae" and cfg["hparams"]["beta"] == 6.0
     assert "gamma" not in cfg["hparams"] and cfg["batch_size"] == 16
+    assert cfg["pair_options"] == {}
 
 
 def _help() -> str:

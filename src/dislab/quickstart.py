@@ -39,6 +39,8 @@ QUICKSTART: dict[str, Any] = {
     "batch_size": 32,  # pairs: 64 images per update
     "lr": 5e-4,
     "hparams": {"beta": 1.0, "gamma": 10.0, "rate": 6.0},
+    # one factor changes per pair (Laplace jump size; dislab.data.pairs, option ``changes``)
+    "pair_options": {"changes": 1},
 }
 
 #: Hyper-parameters used when the quickstart trains another method (``model=...``).
@@ -116,6 +118,7 @@ def run(
     model = overrides.get("model", QUICKSTART["model"])
     if model != QUICKSTART["model"]:  # another method: its own defaults, not Slow-VAE's
         cfg.pop("hparams")
+        cfg.pop("pair_options")
         cfg.update(OTHER_METHODS.get(model, {}))
     cfg.update(seed=int(seed), device=device, out=str(run_dir), log_every=50,
                checkpoint_every=2000, image_every=0)
