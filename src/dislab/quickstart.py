@@ -7,15 +7,14 @@ number of steps is set from the measured speed (a short probe, then re-plans), s
 ends on time on a slow laptop and early on a GPU (at :data:`MAX_STEPS`).
 
 The defaults (:data:`QUICKSTART`) were chosen by experiment (``benchmarks/quickstart_mig.py``;
-docs/quickstart.md has MIG against images seen for every candidate): Slow-VAE (Klindt et al.
-2021) on pairs of dSprites images whose factors make sparse Laplace jumps (the paper's
-"natural" transitions, rendered on the fly), with the paper's β = 1, γ = 10, λ = 6, on the
-study's conv encoder / deconv decoder, 32 pairs (64 images) per update, Adam lr 5e-4, 10
-latents. It disentangled fastest per CPU second of the settings measured: the sparse
-transitions single out the factors' axes, which unsupervised objectives (β-TCVAE β = 10,
-FactorVAE γ = 35) had not found after 100 000 images (MIG ≤ 0.03 against 0.05-0.11 for
-Slow-VAE). It is weakly supervised by the pairs; ``model="beta_tcvae"`` gives the unsupervised
-β-TCVAE (β = 6) instead.
+docs/quickstart.md has MIG against images seen for every candidate, on several seeds):
+Slow-VAE (Klindt et al. 2021) with the paper's β = 1, γ = 10, λ = 6, on pairs of dSprites images that differ in exactly one
+factor (``changes=1``, a Laplace-distributed jump; shape never changes), rendered on the fly;
+the study's conv encoder / deconv decoder, 32 pairs (64 images) per update, Adam lr 5e-4, 10
+latents. Unsupervised objectives (β-TCVAE β = 10, FactorVAE γ = 35) had not found the factors'
+axes after 100 000 images (MIG ≤ 0.03); Slow-VAE on one-factor pairs separates position and
+scale within a few hundred thousand images. It is weakly supervised by the pairs;
+``model="beta_tcvae"`` gives the unsupervised β-TCVAE (β = 6) instead.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ QUICKSTART: dict[str, Any] = {
     "latent_dim": 10,
     "batch_size": 32,  # pairs: 64 images per update
     "lr": 5e-4,
-    "hparams": {"beta": 1.0, "gamma": 10.0, "rate": 6.0},
+    "hparams": {"beta": 1.0, "gamma": 10.0, "rate": 6.0},  # the paper's β, γ, λ
     # one factor changes per pair (Laplace jump size; dislab.data.pairs, option ``changes``)
     "pair_options": {"changes": 1},
 }
