@@ -122,3 +122,25 @@ def test_entropy_share_half_is_the_reference_codes_laplace_term():
         ent = (0.5 * (lv + math.log(2 * math.pi * math.e))).sum(1).sum(1).mean()
     assert lh["kl_laplace"].item() == pytest.approx((le["kl_laplace"] + 0.5 * ent).item(),
                                                     rel=1e-5)
+
+
+def test_tc_penalty_adds_the_weighted_total_correlation():
+    from dislab.estimators import total_correlation
+
+    torch.manual_seed(0)
+    plain = create("slow_vae", (1, 64, 64), latent_dim=4, dataset_size=1000)
+    with_tc = create("slow_vae", (1, 64, 64), latent_dim=4, dataset_size=1000, tc=3.0)
+    with_tc.load_state_dict(plain.state_dict())
+    batch = _pairs(5, seed=6)
+    torch.manual_seed(1)
+    loss0, _ = plain.loss(batch, 0)
+    torch.manual_seed(1)
+    loss1, logs = with_tc.loss(batch, 0)
+    assert loss1.item() == pytest.approx(loss0.item() + 2 * 3.0 * logs["tc"].item(), rel=1e-5)
+    # the logged TC is the minibatch weighted estimate on the same sampled codes
+    torch.manual_seed(1)
+    with torch.no_grad():
+        mean, logvar = plain.encode(batch.reshape(10, 1, 64, 64))
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        want = total_correlation(z, mean, logvar, 1000, estimator="mws")
+    assert logs["tc"].item() == pytest.approx(want.item(), rel=1e-4)

@@ -8,8 +8,9 @@ ends on time on a slow laptop and early on a GPU (at :data:`MAX_STEPS`).
 
 The defaults (:data:`QUICKSTART`) were chosen by experiment (``benchmarks/quickstart_mig.py``;
 docs/quickstart.md has MIG against images seen for every candidate, on several seeds):
-Slow-VAE (Klindt et al. 2021) with the paper's β = 1, γ = 10, λ = 6, on pairs of dSprites images that differ in exactly one
-factor (``changes=1``, a Laplace-distributed jump; shape never changes), rendered on the fly;
+Slow-VAE (Klindt et al. 2021) with the paper's β = 1, γ = 10, λ = 6, on pairs of dSprites
+images that differ in exactly one factor (``changes=1``, a Laplace-distributed jump; shape
+never changes), rendered on the fly;
 the study's conv encoder / deconv decoder, 32 pairs (64 images) per update, Adam lr 5e-4, 10
 latents. Unsupervised objectives (β-TCVAE β = 10, FactorVAE γ = 35) had not found the factors'
 axes after 100 000 images (MIG ≤ 0.03); Slow-VAE on one-factor pairs separates position and

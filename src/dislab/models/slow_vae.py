@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 
 from dislab.errors import DislabError
-from dislab.estimators import gaussian_kl
+from dislab.estimators import gaussian_kl, total_correlation
 from dislab.models.base import HParam, register
 from dislab.models.losses import reconstruction_loss
 from dislab.models.vae import VAE, Forward, sample_gaussian
@@ -79,6 +79,9 @@ class SlowVAE(VAE):
                         "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
         "rate": HParam(6.0, "rate λ of the Laplace transition prior (scale 1/λ)",
                        "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
+        "tc": HParam(0.0, "weight of an added total-correlation penalty on the sampled codes "
+                     "(β-TCVAE's minibatch weighted estimator, per image, like its β − 1); "
+                     "0 = Slow-VAE as published", "dislab (0: off)"),
         "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
                                 "frame: 1 = the exact KL of both directions, 0.5 = the "
                                 "reference code's (once per pair)",
@@ -120,4 +123,9 @@ class SlowVAE(VAE):
         loss = 2.0 * recon + self.hp["beta"] * f.kl + self.hp["gamma"] * kl_lap
         logs = self.elbo_logs(f)
         logs["kl_laplace"] = kl_lap.detach()
+        if float(self.hp["tc"]) != 0.0:
+            tc = total_correlation(z, mean, logvar, self.dataset_size, estimator="mws",
+                                   include_constant=self.dataset_size is not None)
+            loss = loss + 2.0 * float(self.hp["tc"]) * tc
+            logs["tc"] = tc.detach()
         return loss, logs
