@@ -22,6 +22,7 @@ a time, the next one loaded meanwhile.
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -132,6 +133,10 @@ def encode_grid(
     return CodeTable(mean, logvar)
 
 
+#: Batches per worker that :func:`encode_rows` times each way before choosing (CPU, default).
+AUTO_PROBE_BATCHES = 4
+
+
 def encode_rows(
     model: Any,
     data: GroundTruthData,
@@ -145,9 +150,10 @@ def encode_rows(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(mean (n, d), logvar (n, d) or None)`` of grid points ``index (n,)``.
 
-    ``workers``: batches encoded at once by worker threads, each on one intra-op thread
-    (default: torch's thread count on CPU, 1 on GPU; 1 = one batch at a time on all threads,
-    the next one loaded meanwhile).
+    ``workers``: batches encoded at once by worker threads, each on one intra-op thread;
+    1 = one batch at a time on all intra-op threads, the next one loaded meanwhile. Default on
+    CPU: both ways are timed on :data:`AUTO_PROBE_BATCHES` x threads batches each and the
+    faster encodes the rest (which wins depends on the CPU); on GPU 1.
     """
     import torch
 
@@ -208,30 +214,50 @@ def encode_rows(
             bar.update(len(m))
 
     store(0, m0, lv0)
-    if workers is None:
-        workers = torch.get_num_threads() if cpu else 1
-    if workers > 1 and len(starts) > 1:
-        # one batch per worker thread, each on one intra-op thread: small convolutions scale
-        # badly over intra-op threads, independent batches do not
+
+    def run_workers(todo: list[int], count: int) -> None:
+        # one batch per worker thread, each on one intra-op thread
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+            with ThreadPoolExecutor(max_workers=count) as pool:
                 def job(start: int) -> None:
                     store(start, *encode_batch(start))
-                for fut in [pool.submit(job, st) for st in starts[1:]]:
+                for fut in [pool.submit(job, st) for st in todo]:
                     fut.result()
         finally:
             torch.set_num_threads(threads)
-    else:
-        with ThreadPoolExecutor(max_workers=1) as pool:  # next batch loaded meanwhile
-            pending = pool.submit(load, starts[1]) if len(starts) > 1 else None
-            for i, start in enumerate(starts[1:], 1):
+
+    def run_single(todo: list[int]) -> None:
+        # one batch at a time on all intra-op threads, the next one loaded meanwhile
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(load, todo[0]) if todo else None
+            for i, start in enumerate(todo):
                 assert pending is not None
                 batch = pending.result()
-                if i + 1 < len(starts):
-                    pending = pool.submit(load, starts[i + 1])
+                if i + 1 < len(todo):
+                    pending = pool.submit(load, todo[i + 1])
                 store(start, *encode_batch(start, batch))
+
+    todo = starts[1:]
+    if workers is None:
+        workers = torch.get_num_threads() if cpu else 1
+        probe = AUTO_PROBE_BATCHES * workers
+        if workers > 1 and len(todo) >= 4 * probe:
+            # which is faster depends on the CPU (small convolutions split over intra-op
+            # threads scale well on some, badly on others): time both on a few batches
+            t0 = time.perf_counter()
+            run_single(todo[:probe])
+            t1 = time.perf_counter()
+            run_workers(todo[probe:2 * probe], workers)
+            t2 = time.perf_counter()
+            todo = todo[2 * probe:]
+            if t1 - t0 < t2 - t1:
+                workers = 1
+    if workers > 1 and todo:
+        run_workers(todo, workers)
+    elif todo:
+        run_single(todo)
     if bar is not None:
         bar.close()
     check_codes(mean, f"encoder on {data.name}")
