@@ -144,3 +144,22 @@ def test_tc_penalty_adds_the_weighted_total_correlation():
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         want = total_correlation(z, mean, logvar, 1000, estimator="mws")
     assert logs["tc"].item() == pytest.approx(want.item(), rel=1e-4)
+
+
+def test_mean_transition_is_an_l1_penalty_on_the_change_of_the_means():
+    torch.manual_seed(0)
+    model = create("slow_vae", (1, 64, 64), latent_dim=4, rate=5.0, transition="mean")
+    batch = _pairs(3, seed=8)
+    with torch.no_grad():
+        _, logs = model.loss(batch, 0)
+        mean, _ = model.encode(batch.reshape(6, 1, 64, 64))
+        m = mean.reshape(3, 2, -1)
+        want = 2 * (5.0 * (m[:, 0] - m[:, 1]).abs() - math.log(2.5)).sum(1).mean()
+    assert logs["kl_laplace"].item() == pytest.approx(want.item(), rel=1e-5)
+    # identical frames: only the constant is left, whatever the posterior widths
+    same = torch.stack([batch[:, 0], batch[:, 0]], dim=1)
+    with torch.no_grad():
+        _, logs_same = model.loss(same, 0)
+    assert logs_same["kl_laplace"].item() == pytest.approx(-2 * 4 * math.log(2.5), rel=1e-6)
+    with pytest.raises(DislabError, match="transition"):
+        create("slow_vae", (1, 64, 64), latent_dim=4, transition="l2")

@@ -26,7 +26,7 @@ the exact KL an unused latent settles near σ ≈ 1/(λ·sqrt(2/π)) ≈ 0.21.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -38,6 +38,8 @@ from dislab.models.vae import VAE, Forward, sample_gaussian
 
 __all__ = ["SlowVAE", "gaussian_laplace_cross_entropy", "gaussian_laplace_kl"]
 
+#: values of the ``transition`` hyper-parameter
+TRANSITIONS = ("kl", "mean")
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
@@ -82,11 +84,21 @@ class SlowVAE(VAE):
         "tc": HParam(0.0, "weight of an added total-correlation penalty on the sampled codes "
                      "(β-TCVAE's minibatch weighted estimator, per image, like its β − 1); "
                      "0 = Slow-VAE as published", "dislab (0: off)"),
+        "transition": HParam("kl", "Laplace transition term: 'kl' (the paper's KL of the "
+                             "posteriors) or 'mean' (its cross-entropy at the posterior means "
+                             "only, an L1 penalty on their change that leaves the widths free)",
+                             "Klindt et al. 2021 ('kl'); dislab ('mean')"),
         "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
                                 "frame: 1 = the exact KL of both directions, 0.5 = the "
                                 "reference code's (once per pair)",
                                 "dislab (1); bethgelab/slow_disentanglement (0.5)"),
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.hp["transition"] not in TRANSITIONS:
+            raise DislabError(f"slow_vae: unknown transition {self.hp['transition']!r}; "
+                              f"choose one of {', '.join(TRANSITIONS)}.")
 
     def loss(
         self, batch: torch.Tensor, step: int | torch.Tensor = 0
@@ -112,7 +124,11 @@ class SlowVAE(VAE):
         lv = logvar.reshape(b, 2, -1)
         rate = float(self.hp["rate"])
         share = float(self.hp["entropy_share"])
-        if share == 1.0:
+        if self.hp["transition"] == "mean":
+            # Laplace cross-entropy of the posterior means only (both directions): an L1
+            # penalty on the change of the means that leaves the posterior widths free
+            kl_lap = 2.0 * (rate * (m[:, 0] - m[:, 1]).abs() - math.log(rate / 2.0)).sum(1).mean()
+        elif share == 1.0:
             kl_lap = (gaussian_laplace_kl(m[:, 0], lv[:, 0], m[:, 1], rate)
                       + gaussian_laplace_kl(m[:, 1], lv[:, 1], m[:, 0], rate)).sum(1).mean()
         else:  # cross-entropies of both directions minus `share` x both frames' entropies
