@@ -163,3 +163,30 @@ def test_mean_transition_is_an_l1_penalty_on_the_change_of_the_means():
     assert logs_same["kl_laplace"].item() == pytest.approx(-2 * 4 * math.log(2.5), rel=1e-6)
     with pytest.raises(DislabError, match="transition"):
         create("slow_vae", (1, 64, 64), latent_dim=4, transition="l2")
+
+
+def test_kl_fixed_width_keeps_the_value_and_stops_the_width_gradient():
+    torch.manual_seed(0)
+    ref = create("slow_vae", (1, 64, 64), latent_dim=4)
+    batch = _pairs(3, seed=9)
+    g = torch.Generator().manual_seed(2)
+    mean0, logvar0 = torch.randn(6, 4, generator=g), -1.0 + 0.3 * torch.randn(6, 4, generator=g)
+
+    def grads(transition: str, gamma: float):
+        model = create("slow_vae", (1, 64, 64), latent_dim=4, transition=transition,
+                       gamma=gamma)
+        model.load_state_dict(ref.state_dict())
+        mean, logvar = mean0.clone().requires_grad_(), logvar0.clone().requires_grad_()
+        model.encode = lambda x: (mean, logvar)
+        torch.manual_seed(1)
+        loss, _ = model.loss(batch, 0)
+        loss.backward()
+        return loss.item(), mean.grad, logvar.grad
+
+    loss_kl, gm_kl, gl_kl = grads("kl", 10.0)
+    loss_fw, gm_fw, gl_fw = grads("kl_fixed_width", 10.0)
+    _, _, gl_none = grads("kl", 0.0)
+    assert loss_fw == pytest.approx(loss_kl, rel=1e-6)
+    assert torch.allclose(gm_fw, gm_kl, atol=1e-5)  # the means get the full penalty
+    assert torch.allclose(gl_fw, gl_none, atol=1e-5)  # the widths see no transition term
+    assert not torch.allclose(gl_kl, gl_none, atol=1e-3)

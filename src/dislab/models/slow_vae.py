@@ -39,7 +39,7 @@ from dislab.models.vae import VAE, Forward, sample_gaussian
 __all__ = ["SlowVAE", "gaussian_laplace_cross_entropy", "gaussian_laplace_kl"]
 
 #: values of the ``transition`` hyper-parameter
-TRANSITIONS = ("kl", "mean")
+TRANSITIONS = ("kl", "mean", "kl_fixed_width")
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
@@ -85,8 +85,9 @@ class SlowVAE(VAE):
                      "(β-TCVAE's minibatch weighted estimator, per image, like its β − 1); "
                      "0 = Slow-VAE as published", "dislab (0: off)"),
         "transition": HParam("kl", "Laplace transition term: 'kl' (the paper's KL of the "
-                             "posteriors) or 'mean' (its cross-entropy at the posterior means "
-                             "only, an L1 penalty on their change that leaves the widths free)",
+                             "posteriors), 'mean' (its cross-entropy at the posterior means "
+                             "only, an L1 penalty on their change that leaves the widths free) "
+                             "or 'kl_fixed_width' (the KL with no gradient to the widths)",
                              "Klindt et al. 2021 ('kl'); dislab ('mean')"),
         "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
                                 "frame: 1 = the exact KL of both directions, 0.5 = the "
@@ -128,6 +129,12 @@ class SlowVAE(VAE):
             # Laplace cross-entropy of the posterior means only (both directions): an L1
             # penalty on the change of the means that leaves the posterior widths free
             kl_lap = 2.0 * (rate * (m[:, 0] - m[:, 1]).abs() - math.log(rate / 2.0)).sum(1).mean()
+        elif self.hp["transition"] == "kl_fixed_width":
+            # the same value as "kl", but no gradient reaches the posterior widths through it:
+            # the widths are set by the reconstruction and the N(0, I) KL alone
+            lvd = lv.detach()
+            kl_lap = (gaussian_laplace_kl(m[:, 0], lvd[:, 0], m[:, 1], rate)
+                      + gaussian_laplace_kl(m[:, 1], lvd[:, 1], m[:, 0], rate)).sum(1).mean()
         elif share == 1.0:
             kl_lap = (gaussian_laplace_kl(m[:, 0], lv[:, 0], m[:, 1], rate)
                       + gaussian_laplace_kl(m[:, 1], lv[:, 1], m[:, 0], rate)).sum(1).mean()
