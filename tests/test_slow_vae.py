@@ -104,19 +104,30 @@ def test_trains_on_perturbed_pairs_with_the_trainer(tmp_path):
         assert np.isfinite(status["final_logs"]["loss"])
 
 
+def _twins(common: dict, **variant):
+    """Two 4-latent Slow-VAEs with the same weights: ``common`` hyper-parameters, and the
+    second one also ``variant``."""
+    torch.manual_seed(0)
+    base = create("slow_vae", (1, 64, 64), latent_dim=4, **common)
+    other = create("slow_vae", (1, 64, 64), latent_dim=4, **common, **variant)
+    other.load_state_dict(base.state_dict())
+    return base, other
+
+
+def _seeded_loss(model, batch):
+    """``model.loss(batch)`` with the same sampling noise every call."""
+    torch.manual_seed(1)
+    return model.loss(batch, 0)
+
+
 def test_entropy_share_half_is_the_reference_codes_laplace_term():
     # entropy_share=0.5: both directions' cross-entropies minus the two frames' entropies
     # once (the reference code); 1.0 (default) is the exact KL of both directions.
-    torch.manual_seed(0)
-    exact = create("slow_vae", (1, 64, 64), latent_dim=4, rate=5.0)
-    half = create("slow_vae", (1, 64, 64), latent_dim=4, rate=5.0, entropy_share=0.5)
-    half.load_state_dict(exact.state_dict())
+    exact, half = _twins(dict(rate=5.0), entropy_share=0.5)
     batch = _pairs(3, seed=4)
     with torch.no_grad():
-        torch.manual_seed(1)
-        _, le = exact.loss(batch, 0)
-        torch.manual_seed(1)
-        _, lh = half.loss(batch, 0)
+        _, le = _seeded_loss(exact, batch)
+        _, lh = _seeded_loss(half, batch)
         _, logvar = exact.encode(batch.reshape(6, 1, 64, 64))
         lv = logvar.reshape(3, 2, -1)
         ent = (0.5 * (lv + math.log(2 * math.pi * math.e))).sum(1).sum(1).mean()
@@ -127,15 +138,10 @@ def test_entropy_share_half_is_the_reference_codes_laplace_term():
 def test_tc_penalty_adds_the_weighted_total_correlation():
     from dislab.estimators import total_correlation
 
-    torch.manual_seed(0)
-    plain = create("slow_vae", (1, 64, 64), latent_dim=4, dataset_size=1000)
-    with_tc = create("slow_vae", (1, 64, 64), latent_dim=4, dataset_size=1000, tc=3.0)
-    with_tc.load_state_dict(plain.state_dict())
+    plain, with_tc = _twins(dict(dataset_size=1000), tc=3.0)
     batch = _pairs(5, seed=6)
-    torch.manual_seed(1)
-    loss0, _ = plain.loss(batch, 0)
-    torch.manual_seed(1)
-    loss1, logs = with_tc.loss(batch, 0)
+    loss0, _ = _seeded_loss(plain, batch)
+    loss1, logs = _seeded_loss(with_tc, batch)
     assert loss1.item() == pytest.approx(loss0.item() + 2 * 3.0 * logs["tc"].item(), rel=1e-5)
     # the logged TC is the minibatch weighted estimate on the same sampled codes
     torch.manual_seed(1)

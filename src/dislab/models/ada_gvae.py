@@ -25,7 +25,6 @@ from typing import ClassVar
 
 import torch
 
-from dislab.errors import DislabError
 from dislab.estimators import gaussian_kl
 from dislab.models.base import HParam, register
 from dislab.models.losses import reconstruction_loss
@@ -75,15 +74,8 @@ class AdaGVAE(VAE):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``batch``: ``(B, 2, *obs)``. Returns the loss and logs (recon, kl, elbo, kl_i,
         shared: mean number of latents taken as shared per pair)."""
-        if batch.dim() != len(self.observation_shape) + 2 or batch.shape[1] != 2:
-            obs = ", ".join(map(str, self.observation_shape))
-            raise DislabError(
-                f"ada_gvae trains on pairs of shape (B, 2, {obs}); got {tuple(batch.shape)}. "
-                "Use dislab.data.pairs.pair_batches (the trainer does this for "
-                "batch_kind='pairs')."
-            )
         b = batch.shape[0]
-        x = batch.reshape(2 * b, *batch.shape[2:])  # frames interleaved: x0, x1, x0, x1, ...
+        x = self.pair_frames(batch)  # frames interleaved: x0, x1, x0, x1, ...
         mean, logvar = self.encode(x)
         d = mean.shape[1]
         m, lv, shared = adaptive_average(mean.reshape(b, 2, d), logvar.reshape(b, 2, d))

@@ -81,6 +81,19 @@ class Method(nn.Module):
         logs["loss"] = loss.detach()
         return logs
 
+    def pair_frames(self, batch: torch.Tensor, min_pairs: int = 1) -> torch.Tensor:
+        """Pairs ``(B, 2, *obs)`` -> frames ``(2B, *obs)``, interleaved ``x0, x1, x0, x1, ...``;
+        a batch of another shape (or fewer than ``min_pairs`` pairs) gets a clear error."""
+        obs = tuple(self.observation_shape)
+        if batch.dim() != len(obs) + 2 or batch.shape[1] != 2 or batch.shape[0] < min_pairs:
+            least = f"at least {min_pairs} " if min_pairs > 1 else ""
+            raise DislabError(
+                f"{self.name} trains on {least}pairs of shape (B, 2, "
+                f"{', '.join(map(str, obs))}); got {tuple(batch.shape)}. Use "
+                "dislab.data.pairs.pair_batches (the trainer does this for batch_kind='pairs')."
+            )
+        return batch.reshape(2 * batch.shape[0], *batch.shape[2:])
+
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """The posterior mean, ``(B, latent_dim)``: what metrics score by default."""
         return self.encode(x)[0]

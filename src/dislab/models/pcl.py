@@ -116,16 +116,8 @@ class PCL(Method):
         self, batch: torch.Tensor, step: int | torch.Tensor = 0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``batch``: ``(B, 2, *obs)``, ``B >= 2``. Logs the accuracy and mean logits."""
-        if batch.dim() != len(self.observation_shape) + 2 or batch.shape[1] != 2 \
-                or batch.shape[0] < 2:
-            raise DislabError(
-                "pcl trains on at least 2 pairs of shape (B, 2, "
-                f"{', '.join(map(str, self.observation_shape))}); got {tuple(batch.shape)}. "
-                "Use dislab.data.pairs.pair_batches (the trainer does this for "
-                "batch_kind='pairs')."
-            )
         n = batch.shape[0]
-        h = self.features(batch.reshape(2 * n, *batch.shape[2:])).reshape(n, 2, -1)
+        h = self.features(self.pair_frames(batch, min_pairs=2)).reshape(n, 2, -1)
         prev, cur = h[:, 0], h[:, 1]
         neg_prev = prev[derangement(n, device=batch.device)]
         logits = torch.cat([self.regression(cur, prev), self.regression(cur, neg_prev)])

@@ -88,7 +88,7 @@ class SlowVAE(VAE):
                              "posteriors), 'mean' (its cross-entropy at the posterior means "
                              "only, an L1 penalty on their change that leaves the widths free) "
                              "or 'kl_fixed_width' (the KL with no gradient to the widths)",
-                             "Klindt et al. 2021 ('kl'); dislab ('mean')"),
+                             "Klindt et al. 2021 ('kl'); dislab (the others)"),
         "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
                                 "frame: 1 = the exact KL of both directions, 0.5 = the "
                                 "reference code's (once per pair)",
@@ -106,15 +106,8 @@ class SlowVAE(VAE):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``batch``: ``(B, 2, *obs)``. Returns the loss and logs (recon, kl, elbo, kl_i,
         kl_laplace)."""
-        if batch.dim() != len(self.observation_shape) + 2 or batch.shape[1] != 2:
-            obs = ", ".join(map(str, self.observation_shape))
-            raise DislabError(
-                f"slow_vae trains on pairs of shape (B, 2, {obs}); "
-                f"got {tuple(batch.shape)}. Use dislab.data.pairs.pair_batches (the trainer does "
-                "this for batch_kind='pairs')."
-            )
         b = batch.shape[0]
-        x = batch.reshape(2 * b, *batch.shape[2:])  # frames interleaved: x0, x1, x0, x1, ...
+        x = self.pair_frames(batch)  # frames interleaved: x0, x1, x0, x1, ...
         mean, logvar = self.encode(x)
         z = sample_gaussian(mean, logvar)
         logits = self.decode(z)
@@ -124,25 +117,20 @@ class SlowVAE(VAE):
         m = mean.reshape(b, 2, -1)
         lv = logvar.reshape(b, 2, -1)
         rate = float(self.hp["rate"])
-        share = float(self.hp["entropy_share"])
         if self.hp["transition"] == "mean":
             # Laplace cross-entropy of the posterior means only (both directions): an L1
             # penalty on the change of the means that leaves the posterior widths free
             kl_lap = 2.0 * (rate * (m[:, 0] - m[:, 1]).abs() - math.log(rate / 2.0)).sum(1).mean()
-        elif self.hp["transition"] == "kl_fixed_width":
-            # the same value as "kl", but no gradient reaches the posterior widths through it:
-            # the widths are set by the reconstruction and the N(0, I) KL alone
-            lvd = lv.detach()
-            kl_lap = (gaussian_laplace_kl(m[:, 0], lvd[:, 0], m[:, 1], rate)
-                      + gaussian_laplace_kl(m[:, 1], lvd[:, 1], m[:, 0], rate)).sum(1).mean()
-        elif share == 1.0:
-            kl_lap = (gaussian_laplace_kl(m[:, 0], lv[:, 0], m[:, 1], rate)
-                      + gaussian_laplace_kl(m[:, 1], lv[:, 1], m[:, 0], rate)).sum(1).mean()
-        else:  # cross-entropies of both directions minus `share` x both frames' entropies
-            ce = (gaussian_laplace_cross_entropy(m[:, 0], lv[:, 0], m[:, 1], rate)
-                  + gaussian_laplace_cross_entropy(m[:, 1], lv[:, 1], m[:, 0], rate))
-            ent = 0.5 * (lv[:, 0] + _LOG_2PI_E) + 0.5 * (lv[:, 1] + _LOG_2PI_E)
-            kl_lap = (ce - share * ent).sum(1).mean()
+        else:
+            # "kl_fixed_width": the same value, but no gradient reaches the posterior widths
+            # through this term (they are set by the reconstruction and the N(0, I) KL alone)
+            w = lv.detach() if self.hp["transition"] == "kl_fixed_width" else lv
+            kl_lap = (gaussian_laplace_kl(m[:, 0], w[:, 0], m[:, 1], rate)
+                      + gaussian_laplace_kl(m[:, 1], w[:, 1], m[:, 0], rate))
+            share = float(self.hp["entropy_share"])
+            if share != 1.0:  # subtract only `share` of both frames' entropies
+                kl_lap = kl_lap + (1.0 - share) * (w[:, 0] + w[:, 1] + 2 * _LOG_2PI_E) / 2
+            kl_lap = kl_lap.sum(1).mean()
         loss = 2.0 * recon + self.hp["beta"] * f.kl + self.hp["gamma"] * kl_lap
         logs = self.elbo_logs(f)
         logs["kl_laplace"] = kl_lap.detach()
