@@ -239,3 +239,37 @@ def test_downstream_logistic_regression_threads_match_a_serial_loop(monkeypatch)
                                             num_test=300)
     assert threaded == serial
     assert 0.3 < threaded["400:mean_test_accuracy"] < 1.0  # informative but not perfect
+
+
+def test_quiet_sklearn_is_shared_across_threads_and_restored() -> None:
+    """Fits on worker threads share one quiet setting; the warning filters and BLAS thread
+    limits are what they were once every user has left."""
+    import threading
+    import warnings
+
+    from threadpoolctl import threadpool_info
+
+    from dislab.metrics.utils import quiet_sklearn
+
+    filters = list(warnings.filters)
+    blas = [i["num_threads"] for i in threadpool_info()]
+    inside: list[bool] = []
+    go = threading.Barrier(3)
+
+    def worker() -> None:
+        with quiet_sklearn():
+            go.wait()  # all three inside at once
+            from sklearn.exceptions import ConvergenceWarning
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.warn("x", ConvergenceWarning, stacklevel=1)
+            inside.append(not seen)
+            go.wait()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert inside == [True, True, True]
+    assert warnings.filters == filters
+    assert [i["num_threads"] for i in threadpool_info()] == blas

@@ -26,6 +26,7 @@ from dislab.metrics.utils import (
     check_count,
     check_data,
     fit_or_constant,
+    quiet_sklearn,
     sample_codes,
     sklearn_seed,
 )
@@ -62,11 +63,10 @@ def _fit_and_score(predictor: str, booster: str, x: np.ndarray, f: np.ndarray,
 
 def _parallel_fits(score: Any, sizes: Sequence[int]) -> list[tuple[float, float]]:
     """``[score(k) for k]`` over the factors on a small thread pool (one BLAS thread each),
-    factors with the most classes first; the results do not depend on the order."""
-    from threadpoolctl import threadpool_limits
-
+    factors with the most classes first; the results do not depend on the order. The quiet
+    sklearn setting is entered here, once for all workers (it is process-wide)."""
     order = sorted(range(len(sizes)), key=lambda k: -sizes[k])
-    with threadpool_limits(limits=1, user_api="blas"):
+    with quiet_sklearn():
         done = parallel_map(score, order)
     out: list[Any] = [None] * len(sizes)
     for k, r in zip(order, done):

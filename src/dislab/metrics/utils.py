@@ -7,9 +7,10 @@ disentanglement_lib transposes both, REFERENCE.md §4). Information is in nats.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import numpy as np
@@ -183,22 +184,47 @@ def sklearn_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET: dict[str, Any] = {"depth": 0, "stack": None}
+
+
 @contextmanager
 def quiet_sklearn() -> Iterator[None]:
     """Silence sklearn's convergence warnings (the metrics fix the iteration budgets) and run
     its fits on one BLAS/OpenMP thread: the metrics' problems are too small to gain from
     threads, and on a busy 2-core machine threaded fits of ``LogisticRegressionCV`` took 7x
-    the CPU time of single-threaded ones (same result)."""
+    the CPU time of single-threaded ones (same result).
+
+    Warning filters and thread limits are process-wide, so nested and concurrent uses (fits on
+    worker threads) share one setting: the first entry applies it, the last exit restores it.
+    """
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            _QUIET["stack"] = _quiet_stack()
+        _QUIET["depth"] += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                _QUIET["stack"].close()
+                _QUIET["stack"] = None
+
+
+def _quiet_stack() -> ExitStack:
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
-    with warnings.catch_warnings(), threadpool_limits(1):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        # sklearn 1.9 announces default changes of LogisticRegressionCV; the metrics pin theirs
-        warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
-        warnings.filterwarnings("ignore", message=".*least populated class.*")
-        warnings.filterwarnings("ignore", message=".*number of unique classes.*")
-        yield
+    stack = ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    stack.enter_context(threadpool_limits(1))
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    # sklearn 1.9 announces default changes of LogisticRegressionCV; the metrics pin theirs
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+    warnings.filterwarnings("ignore", message=".*least populated class.*")
+    warnings.filterwarnings("ignore", message=".*number of unique classes.*")
+    return stack
 
 
 def fit_or_constant(make: Callable[[], Any], x: np.ndarray, y: np.ndarray) -> Any:
