@@ -10,14 +10,13 @@ The defaults (:data:`QUICKSTART`) were chosen by experiment (``benchmarks/quicks
 docs/quickstart.md has MIG against images seen for every candidate, on several seeds):
 Slow-VAE (Klindt et al. 2021) with the paper's β = 1, γ = 10, λ = 6, on pairs of dSprites
 images that differ in exactly one factor (``changes=1``, a Laplace-distributed jump; shape
-never changes), rendered on the fly;
-the study's conv encoder / deconv decoder, 32 pairs (64 images) per update, Adam lr 5e-4, 10
-latents. Unsupervised objectives (β-TCVAE β = 10, FactorVAE γ = 35) had not found the factors'
-axes after 100 000 images (MIG ≤ 0.03); Slow-VAE on one-factor pairs reached MIG 0.21 after
+never changes), rendered on the fly; the study's conv encoder / deconv decoder, 32 pairs (64
+images) per update, Adam lr 5e-4, 10 latents. Unsupervised objectives (β-TCVAE β = 10,
+FactorVAE γ = 35) had not found the factors' axes after 100 000 images (MIG ≤ 0.03); Slow-VAE
+on one-factor pairs reached MIG 0.21 after
 500 000 images and 0.28 after 1 M on one seed, 0.18 after 200 000 on another, and on a third
 duplicated position across latents and stayed below 0.1 (docs/quickstart.md). It is weakly
-supervised by the pairs;
-``model="beta_tcvae"`` gives the unsupervised β-TCVAE (β = 6) instead.
+supervised by the pairs; ``model="beta_tcvae"`` gives the unsupervised β-TCVAE (β = 6) instead.
 """
 
 from __future__ import annotations
