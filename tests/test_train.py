@@ -199,6 +199,17 @@ def test_cli_print_config_resolves_flags(capsys: pytest.CaptureFixture) -> None:
     assert c["lr"] == 3e-4 and c["model"] == "annealed_vae"
 
 
+def test_cli_pair_option_reaches_the_config(capsys: pytest.CaptureFixture) -> None:
+    rc = dislab_main(["train", "--model", "ada_gvae", "--pair-option", "changes=1",
+                      "--pair-option", "edge=reflect", "--print-config"])
+    assert rc == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["pair_options"] == {"changes": 1, "edge": "reflect"}
+    assert dislab_main(["train", "--model", "ada_gvae", "--pair-option", "changes",
+                        "--print-config"]) == 2
+    assert "--pair-option expects KEY=VALUE" in capsys.readouterr().err
+
+
 def test_cli_models_lists_methods(capsys: pytest.CaptureFixture) -> None:
     assert dislab_main(["models"]) == 0
     out = capsys.readouterr().out

@@ -41,6 +41,7 @@ _CORE_FLAGS: list[tuple[str, str, Any, str]] = [
 ]
 _CORE_DESTS = {d for _, d, _, _ in _CORE_FLAGS} | {"config", "resume", "compile", "quiet",
                                                    "print_config", "data_option",
+                                                   "pair_option",
                                                    "channels_last", "no_tensorboard",
                                                    "no_prefetch", "hparam"}
 
@@ -94,6 +95,10 @@ def register(subparsers: Any) -> None:
         p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
     p.add_argument("--data-option", dest="data_option", action="append", default=[],
                    metavar="KEY=VALUE", help="data set loader option (repeatable)")
+    p.add_argument("--pair-option", dest="pair_option", action="append", default=[],
+                   metavar="KEY=VALUE", help="pair sampler option for methods trained on pairs "
+                   "(slow_vae, pcl, ada_gvae): rate, edge, fixed_factors, changes (e.g. "
+                   "changes=1: pairs differ in one factor); repeatable")
     p.add_argument("--compile", choices=["auto", "on", "off"], default=None,
                    help="torch.compile the objective (default auto)")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=None,
@@ -138,14 +143,16 @@ def config_from_args(args: argparse.Namespace) -> Any:
         value = getattr(args, dest, None)
         if value is not None:
             base[dest] = value
-    if args.data_option:
-        opts = dict(base.get("data_options") or {})
-        for item in args.data_option:
-            if "=" not in item:
-                raise DislabError(f"--data-option expects KEY=VALUE, got {item!r}.")
-            k, v = item.split("=", 1)
-            opts[k.strip()] = _parse_value(v)
-        base["data_options"] = opts
+    for items, key, flag in ((args.data_option, "data_options", "--data-option"),
+                             (args.pair_option, "pair_options", "--pair-option")):
+        if items:
+            opts = dict(base.get(key) or {})
+            for item in items:
+                if "=" not in item:
+                    raise DislabError(f"{flag} expects KEY=VALUE, got {item!r}.")
+                k, v = item.split("=", 1)
+                opts[k.strip()] = _parse_value(v)
+            base[key] = opts
     for name, flag in (("compile", args.compile), ("channels_last", args.channels_last)):
         if flag is not None:
             base[name] = {"auto": "auto", "on": True, "off": False}[flag]

@@ -25,14 +25,14 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "quickstart", help="train, evaluate and report a disentangled dSprites model",
         description="Render dSprites procedurally (no download), train Slow-VAE on pairs of "
-        "frames with sparse factor transitions (the fastest-disentangling method measured on a "
+        "images that differ in one factor (the fastest-disentangling setting measured on a "
         "CPU; conv encoder/decoder, 32 pairs per update, lr 5e-4, 10 latents; --model "
         "beta_tcvae for the unsupervised β-TCVAE) for a wall-clock budget, evaluate every "
         "default metric and write the HTML run report; prints where it is. The budget "
         "includes evaluation and report: training gets the rest, its steps set from the "
-        "measured speed. The settings aim at MIG >= 0.2 in 30 minutes on a 2-core CPU but "
-        "reach about 0.08 there today (docs/quickstart.md has the measurements); on a GPU it "
-        "stops early (60000 steps). "
+        "measured speed. The settings aim at MIG >= 0.2 in 30 minutes on a 2-core CPU but do "
+        "not reach it reliably yet: seeds 0 and 1 scored 0.116 and 0.028 there "
+        "(docs/quickstart.md has the measurements); on a GPU it stops early (60000 steps). "
         "Re-running with the same --out resumes.",
     )
     p.add_argument("--out", default="quickstart", help="run folder (default ./quickstart)")
