@@ -196,3 +196,34 @@ def test_kl_fixed_width_keeps_the_value_and_stops_the_width_gradient():
     assert torch.allclose(gm_fw, gm_kl, atol=1e-5)  # the means get the full penalty
     assert torch.allclose(gl_fw, gl_none, atol=1e-5)  # the widths see no transition term
     assert not torch.allclose(gl_kl, gl_none, atol=1e-3)
+
+
+def test_one_change_penalises_every_change_but_the_largest():
+    # the extra term is 2·c·γ·λ·mean over pairs of (Σ_i |Δμ_i| − max_i |Δμ_i|): zero when one
+    # latent changes, and for the same L1 change a change split over two latents costs more
+    torch.manual_seed(0)
+    ref = create("slow_vae", (1, 64, 64), latent_dim=4)
+    batch = _pairs(2, seed=10)
+    logvar = torch.full((4, 4), -2.0)
+
+    def loss_of(one_change: float, deltas: list[list[float]]):
+        model = create("slow_vae", (1, 64, 64), latent_dim=4, one_change=one_change,
+                       gamma=3.0, rate=4.0)
+        model.load_state_dict(ref.state_dict())
+        base = torch.tensor([[0.1, -0.2, 0.3, 0.0], [0.5, 0.4, -0.6, 0.2]])
+        d = torch.tensor(deltas)
+        mean = torch.stack([base, base + d], dim=1).reshape(4, 4)  # x0, x1 interleaved
+        model.encode = lambda x: (mean, logvar)
+        return _seeded_loss(model, batch)
+
+    single = [[0.0, 0.8, 0.0, 0.0], [0.0, 0.0, -0.3, 0.0]]
+    split = [[0.0, 0.4, 0.4, 0.0], [0.1, 0.0, -0.2, 0.0]]
+    with torch.no_grad():
+        assert loss_of(2.0, single)[0].item() == pytest.approx(loss_of(0.0, single)[0].item(),
+                                                               rel=1e-6)
+        plain, _ = loss_of(0.0, split)
+        penalised, logs = loss_of(2.0, split)
+    others = (0.4 + 0.1) / 2  # per pair: Σ|Δ| − max|Δ| = 0.4 and 0.1
+    assert logs["l1_others"].item() == pytest.approx(others, rel=1e-6)
+    assert penalised.item() == pytest.approx(plain.item() + 2 * 2.0 * 3.0 * 4.0 * others,
+                                             rel=1e-5)

@@ -89,6 +89,11 @@ class SlowVAE(VAE):
                              "only, an L1 penalty on their change that leaves the widths free) "
                              "or 'kl_fixed_width' (the KL with no gradient to the widths)",
                              "Klindt et al. 2021 ('kl'); dislab (the others)"),
+        "one_change": HParam(0.0, "extra Laplace (L1) penalty on the change of the posterior "
+                             "means of every latent but the one that changes most, as a multiple "
+                             "of γ·λ: pairs where one factor changes (pair option changes=1) "
+                             "then cost least when one latent changes; 0 = Slow-VAE as published",
+                             "dislab (0: off)"),
         "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
                                 "frame: 1 = the exact KL of both directions, 0.5 = the "
                                 "reference code's (once per pair)",
@@ -134,6 +139,11 @@ class SlowVAE(VAE):
         loss = 2.0 * recon + self.hp["beta"] * f.kl + self.hp["gamma"] * kl_lap
         logs = self.elbo_logs(f)
         logs["kl_laplace"] = kl_lap.detach()
+        if float(self.hp["one_change"]) != 0.0:
+            step_size = (m[:, 0] - m[:, 1]).abs()
+            others = (step_size.sum(1) - step_size.max(1).values).mean()
+            loss = loss + 2.0 * float(self.hp["one_change"]) * self.hp["gamma"] * rate * others
+            logs["l1_others"] = others.detach()
         if float(self.hp["tc"]) != 0.0:
             tc = total_correlation(z, mean, logvar, self.dataset_size, estimator="mws",
                                    include_constant=self.dataset_size is not None)
