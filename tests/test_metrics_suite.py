@@ -129,6 +129,27 @@ def test_encode_grid_equals_encoding_each_image() -> None:
     assert torch.get_num_threads() == threads
 
 
+def test_frozen_encoder_is_reused_until_the_weights_change() -> None:
+    from dislab.metrics.cache import _FROZEN
+
+    data = tiny_data()
+    model = TinyEncoder()
+    first = encode_grid(model, data, batch_size=8, progress=False)
+    frozen = _FROZEN[model][1]
+    again = encode_grid(model, data, batch_size=8, progress=False)
+    assert _FROZEN[model][1] is frozen  # traced once
+    np.testing.assert_array_equal(again.mean, first.mean)
+    # an in-place update (an optimiser step) or new weights: re-traced, new codes
+    with torch.no_grad():
+        model.fc.bias.add_(1.0)
+    shifted = encode_grid(model, data, batch_size=8, progress=False)
+    assert _FROZEN[model][1] is not frozen
+    np.testing.assert_allclose(shifted.mean, first.mean + 1.0, atol=1e-5)
+    model.load_state_dict(TinyEncoder().state_dict())
+    np.testing.assert_allclose(encode_grid(model, data, batch_size=8, progress=False).mean,
+                               first.mean, atol=1e-6)
+
+
 def test_code_table_round_trip_and_reuse(tmp_path: Path) -> None:
     data = tiny_data()
     calls = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -70,8 +71,40 @@ def _split_output(out: Any) -> tuple[Any, Any]:
     return out, None
 
 
+#: frozen encoders by module: ``(key, frozen)``, reused while the weights are unchanged
+_FROZEN: weakref.WeakKeyDictionary[Any, tuple[tuple, Any]] = weakref.WeakKeyDictionary()
+
+
+def _weights_key(owner: Any, fn: Callable[[Any], Any], example: Any) -> tuple:
+    """What a frozen copy depends on: the encode function, every parameter and buffer (its
+    storage and in-place version counter, bumped by optimiser steps and ``load_state_dict``)
+    and the example's per-image shape, dtype and device."""
+    tensors = list(owner.parameters()) + list(owner.buffers())
+    return (getattr(fn, "__func__", fn), owner.training,
+            tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors),
+            tuple(example.shape[1:]), example.dtype, example.device)
+
+
 def _frozen_encoder(encode: Callable[[Any], Any], example: Any) -> Callable[[Any], Any] | None:
-    """A TorchScript-frozen copy of ``encode`` that agrees with it on ``example``, or None."""
+    """A TorchScript-frozen copy of ``encode`` that agrees with it on ``example``, or None.
+
+    Kept per module and reused while its weights are unchanged (tracing and checking cost
+    about 0.05 s, a tenth of encoding 16k images on the 2-core CPU)."""
+    owner = getattr(encode, "__self__", None)
+    try:
+        key = _weights_key(owner, encode, example)
+    except Exception:  # noqa: BLE001 - not a module: no cache
+        return _freeze(encode, example)
+    hit = _FROZEN.get(owner)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    frozen = _freeze(encode, example)
+    if frozen is not None:
+        _FROZEN[owner] = (key, frozen)
+    return frozen
+
+
+def _freeze(encode: Callable[[Any], Any], example: Any) -> Callable[[Any], Any] | None:
     import torch
 
     class _Encode(torch.nn.Module):
