@@ -150,6 +150,30 @@ def test_frozen_encoder_is_reused_until_the_weights_change() -> None:
                                first.mean, atol=1e-6)
 
 
+def test_threading_choice_is_timed_once_and_does_not_change_codes(monkeypatch) -> None:
+    from dislab.metrics import cache
+
+    monkeypatch.setattr(cache, "_STRATEGY", {})
+    monkeypatch.setattr(cache, "AUTO_PROBE_BATCHES", 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = tiny_data()
+        model = TinyEncoder()
+        ref = encode_grid(model, data, batch_size=4, progress=False, workers=1)
+        timed = encode_grid(model, data, batch_size=4, progress=False)  # probes both ways
+        assert len(cache._STRATEGY) == 1 and set(cache._STRATEGY.values()) <= {1, 2}
+        np.testing.assert_allclose(timed.mean, ref.mean, atol=1e-5)
+        # the remembered choice is used as is (here forced to the worker threads)
+        key = next(iter(cache._STRATEGY))
+        cache._STRATEGY[key] = 2
+        again = encode_grid(TinyEncoder(), data, batch_size=4, progress=False)
+        np.testing.assert_allclose(again.mean, ref.mean, atol=1e-5)
+        assert cache._STRATEGY == {key: 2}
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_code_table_round_trip_and_reuse(tmp_path: Path) -> None:
     data = tiny_data()
     calls = []

@@ -169,6 +169,17 @@ def encode_grid(
 #: Batches per worker that :func:`encode_rows` times each way before choosing (CPU, default).
 AUTO_PROBE_BATCHES = 4
 
+#: The way chosen by timing (worker threads, 1 = one batch at a time), per encoder architecture,
+#: image shape, batch size and thread count: the process times it once.
+_STRATEGY: dict[tuple, int] = {}
+
+
+def _strategy_key(model: Any, code_dim: int, image_shape: tuple, batch_size: int,
+                  threads: int) -> tuple:
+    shapes = tuple(tuple(p.shape) for p in model.parameters()) \
+        if hasattr(model, "parameters") else ()
+    return (type(model).__qualname__, shapes, code_dim, tuple(image_shape), batch_size, threads)
+
 
 def encode_rows(
     model: Any,
@@ -186,7 +197,8 @@ def encode_rows(
     ``workers``: batches encoded at once by worker threads, each on one intra-op thread;
     1 = one batch at a time on all intra-op threads, the next one loaded meanwhile. Default on
     CPU: both ways are timed on :data:`AUTO_PROBE_BATCHES` x threads batches each and the
-    faster encodes the rest (which wins depends on the CPU); on GPU 1.
+    faster encodes the rest (which wins depends on the CPU; the choice is remembered for the
+    encoder's architecture, batch size and thread count); on GPU 1.
     """
     import torch
 
@@ -248,21 +260,25 @@ def encode_rows(
 
     store(0, m0, lv0)
 
-    def run_workers(todo: list[int], count: int) -> None:
+    def run_workers(todo: list[int], count: int, loaded: dict | None = None) -> None:
         # one batch per worker thread, each on one intra-op thread
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(max_workers=count) as pool:
                 def job(start: int) -> None:
-                    store(start, *encode_batch(start))
+                    store(start, *encode_batch(start, (loaded or {}).get(start)))
                 for fut in [pool.submit(job, st) for st in todo]:
                     fut.result()
         finally:
             torch.set_num_threads(threads)
 
-    def run_single(todo: list[int]) -> None:
+    def run_single(todo: list[int], loaded: dict | None = None) -> None:
         # one batch at a time on all intra-op threads, the next one loaded meanwhile
+        if loaded is not None:
+            for start in todo:
+                store(start, *encode_batch(start, loaded[start]))
+            return
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(load, todo[0]) if todo else None
             for i, start in enumerate(todo):
@@ -276,17 +292,29 @@ def encode_rows(
     if workers is None:
         workers = torch.get_num_threads() if cpu else 1
         probe = AUTO_PROBE_BATCHES * workers
-        if workers > 1 and len(todo) >= 4 * probe:
+        key = _strategy_key(model, m0.shape[1], data.observation_shape, batch_size, workers)
+        if workers > 1 and key in _STRATEGY:
+            workers = _STRATEGY[key]
+        elif workers > 1 and len(todo) >= 4 * probe:
             # which is faster depends on the CPU (small convolutions split over intra-op
-            # threads scale well on some, badly on others): time both on a few batches
-            t0 = time.perf_counter()
-            run_single(todo[:probe])
-            t1 = time.perf_counter()
-            run_workers(todo[probe:2 * probe], workers)
-            t2 = time.perf_counter()
+            # threads scale well on some, badly on others): time both on a few batches,
+            # loaded beforehand (the first loads can be slow: a renderer's caches) and in
+            # alternating halves (so that warming up favours neither)
+            loaded = {st: load(st) for st in todo[:2 * probe]}
+            half = probe // 2 or 1
+            spent = {1: 0.0, workers: 0.0}
+            for i, st in enumerate(range(0, 2 * probe, half)):
+                way = 1 if i % 2 == 0 else workers
+                t0 = time.perf_counter()
+                if way == 1:
+                    run_single(todo[st:st + half], loaded)
+                else:
+                    run_workers(todo[st:st + half], workers, loaded)
+                spent[way] += time.perf_counter() - t0
             todo = todo[2 * probe:]
-            if t1 - t0 < t2 - t1:
+            if spent[1] < spent[workers]:
                 workers = 1
+            _STRATEGY[key] = workers
     if workers > 1 and todo:
         run_workers(todo, workers)
     elif todo:
