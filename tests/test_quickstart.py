@@ -26,6 +26,7 @@ def test_fixed_steps_pipeline_writes_report(tmp_path: Path) -> None:
     assert cfg["model"] == quickstart.QUICKSTART["model"] == "slow_vae"
     qs_hp = quickstart.QUICKSTART["hparams"]
     assert {k: cfg["hparams"][k] for k in qs_hp} == qs_hp  # the rest are the method's defaults
+    assert cfg["hparams"]["one_change"] == 1.0
     assert cfg["lr"] == quickstart.QUICKSTART["lr"]
     assert cfg["pair_options"] == quickstart.QUICKSTART["pair_options"] == {"changes": 1}
     summary = json.loads((out / "quickstart.json").read_text())

@@ -39,7 +39,9 @@ QUICKSTART: dict[str, Any] = {
     "latent_dim": 10,
     "batch_size": 32,  # pairs: 64 images per update
     "lr": 5e-4,
-    "hparams": {"beta": 1.0, "gamma": 10.0, "rate": 6.0},  # the paper's β, γ, λ
+    # the paper's β, γ, λ; one_change: the Laplace penalty once more on every latent's change
+    # but the largest (the pairs change one factor, so one latent should change)
+    "hparams": {"beta": 1.0, "gamma": 10.0, "rate": 6.0, "one_change": 1.0},
     # one factor changes per pair (Laplace jump size; dislab.data.pairs, option ``changes``)
     "pair_options": {"changes": 1},
 }
