@@ -28,7 +28,8 @@ def test_fixed_steps_pipeline_writes_report(tmp_path: Path) -> None:
     assert {k: cfg["hparams"][k] for k in qs_hp} == qs_hp  # the rest are the method's defaults
     assert cfg["hparams"]["one_change"] == 1.0
     assert cfg["lr"] == quickstart.QUICKSTART["lr"]
-    assert cfg["pair_options"] == quickstart.QUICKSTART["pair_options"] == {"changes": 1}
+    assert cfg["pair_options"] == quickstart.QUICKSTART["pair_options"] == {"changes": 1,
+                                                                             "rate": 0.3}
     summary = json.loads((out / "quickstart.json").read_text())
     record = json.loads((out / "metrics.json").read_text())
     assert summary["mig"] == record["metrics"]["mig"]["values"]["discrete_mig"]
