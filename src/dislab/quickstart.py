@@ -46,7 +46,7 @@ QUICKSTART: dict[str, Any] = {
     # but the largest (the pairs change one factor, so one latent should change)
     "hparams": {"beta": 1.0, "gamma": 10.0, "rate": 6.0, "one_change": 1.0},
     # one factor changes per pair (dislab.data.pairs, option ``changes``), by a Laplace jump of
-    # scale log(n_k)/0.3 (``rate``; the reference's 1 gives jumps of ~3 of posX's 32 values):
+    # scale log(n_k)/0.3 (``rate``; the reference's 1 gives a scale of 3.5 of posX's 32 values):
     # large jumps cross the whole range, so a factor split over two latents (one per half of
     # its range) moves both and pays ``one_change``
     "pair_options": {"changes": 1, "rate": 0.3},

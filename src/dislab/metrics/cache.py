@@ -11,11 +11,12 @@ the encoder is traced and frozen with TorchScript (``torch.jit.freeze`` +
 ``optimize_for_inference``: convolutions fused with their ReLUs on oneDNN), checked against
 the eager encoder on the first batch (falling back to eager, channels-last, if tracing fails
 or disagrees); batches of 128 (full dSprites grid on the 2-core CPU: 13,964 img/s, against 7,709
-with batches of 1024); images moved as uint8 and converted to float on the fly; on CPU one
-worker thread per torch thread, each loading and encoding whole batches on one intra-op
-thread (small convolutions split over intra-op threads scale poorly: 1.51x a plain loop on
-the idle AVX2 2-core machine, ``benchmarks/metrics_speed.py``; on that machine loaded by two
-trainings, two workers gave 2.3-2.5x and one batch at a time 0.56-1.43x); on GPU one batch at
+with batches of 1024); images moved as uint8 and converted to float on the fly; on CPU
+either one batch at a time on all intra-op threads or one worker thread per torch thread,
+each encoding whole batches on one intra-op thread, whichever a short timing finds faster
+(the frozen encoder and the choice are kept for later calls). Which wins depends on the CPU:
+on the idle AVX2 2-core machine the workers (1.51x a plain loop); on the AVX-512 (Zen 5)
+machine one batch at a time (about 24,700 against 22,000-24,300 img/s). On GPU one batch at
 a time, the next one loaded meanwhile.
 """
 
@@ -88,8 +89,8 @@ def _weights_key(owner: Any, fn: Callable[[Any], Any], example: Any) -> tuple:
 def _frozen_encoder(encode: Callable[[Any], Any], example: Any) -> Callable[[Any], Any] | None:
     """A TorchScript-frozen copy of ``encode`` that agrees with it on ``example``, or None.
 
-    Kept per module and reused while its weights are unchanged (tracing and checking cost
-    about 0.05 s, a tenth of encoding 16k images on the 2-core CPU)."""
+    Kept per module and reused while its weights are unchanged (tracing and checking take
+    about 0.05 s on the 2-core CPU, several per cent of encoding 16k images)."""
     owner = getattr(encode, "__self__", None)
     try:
         key = _weights_key(owner, encode, example)

@@ -110,7 +110,7 @@ class SlowVAE(VAE):
         self, batch: torch.Tensor, step: int | torch.Tensor = 0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``batch``: ``(B, 2, *obs)``. Returns the loss and logs (recon, kl, elbo, kl_i,
-        kl_laplace)."""
+        kl_laplace; l1_others with ``one_change``, tc with ``tc``)."""
         b = batch.shape[0]
         x = self.pair_frames(batch)  # frames interleaved: x0, x1, x0, x1, ...
         mean, logvar = self.encode(x)
@@ -122,10 +122,11 @@ class SlowVAE(VAE):
         m = mean.reshape(b, 2, -1)
         lv = logvar.reshape(b, 2, -1)
         rate = float(self.hp["rate"])
+        change = (m[:, 0] - m[:, 1]).abs()  # (B, d): how far each latent's mean moves
         if self.hp["transition"] == "mean":
             # Laplace cross-entropy of the posterior means only (both directions): an L1
             # penalty on the change of the means that leaves the posterior widths free
-            kl_lap = 2.0 * (rate * (m[:, 0] - m[:, 1]).abs() - math.log(rate / 2.0)).sum(1).mean()
+            kl_lap = 2.0 * (rate * change - math.log(rate / 2.0)).sum(1).mean()
         else:
             # "kl_fixed_width": the same value, but no gradient reaches the posterior widths
             # through this term (they are set by the reconstruction and the N(0, I) KL alone)
@@ -140,8 +141,7 @@ class SlowVAE(VAE):
         logs = self.elbo_logs(f)
         logs["kl_laplace"] = kl_lap.detach()
         if float(self.hp["one_change"]) != 0.0:
-            step_size = (m[:, 0] - m[:, 1]).abs()
-            others = (step_size.sum(1) - step_size.max(1).values).mean()
+            others = (change.sum(1) - change.max(1).values).mean()
             loss = loss + 2.0 * float(self.hp["one_change"]) * self.hp["gamma"] * rate * others
             logs["l1_others"] = others.detach()
         if float(self.hp["tc"]) != 0.0:

@@ -25,8 +25,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "quickstart", help="train, evaluate and report a disentangled dSprites model",
         description="Render dSprites procedurally (no download), train Slow-VAE on pairs of "
-        "images that differ in one factor (the fastest-disentangling setting measured on a "
-        "CPU; conv encoder/decoder, 32 pairs per update, lr 5e-4, 10 latents; --model "
+        "images that differ in one factor by a large jump, with dislab's one_change penalty "
+        "(the fastest-disentangling setting measured on a CPU; conv encoder/decoder, "
+        "32 pairs per update, lr 5e-4, 10 latents; --model "
         "beta_tcvae for the unsupervised β-TCVAE) for a wall-clock budget, evaluate every "
         "default metric and write the HTML run report; prints where it is. The budget "
         "includes evaluation and report: training gets the rest, its steps set from the "
@@ -43,7 +44,9 @@ def register(subparsers: Any) -> None:
                    help="auto (default: CUDA if available, else CPU), cpu, cuda")
     p.add_argument("--model", default=None,
                    help="method to train instead of slow_vae (e.g. beta_tcvae; its defaults)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing: no progress bars and no summary (the report is "
+                   "still written, to OUT/report/index.html)")
     # hidden: smoke tests and experiments
     p.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--metrics", default=None, help=argparse.SUPPRESS)
