@@ -227,3 +227,28 @@ def test_one_change_penalises_every_change_but_the_largest():
     assert logs["l1_others"].item() == pytest.approx(others, rel=1e-6)
     assert penalised.item() == pytest.approx(plain.item() + 2 * 2.0 * 3.0 * 4.0 * others,
                                              rel=1e-5)
+
+
+def test_warmup_ramps_the_transition_terms_linearly():
+    # loss(step) = 2·recon + β·KL + min(1, step/warmup)·(γ·KL_laplace + one_change term); at
+    # step 0 only the VAE terms remain, from step = warmup on the loss is the plain one
+    torch.manual_seed(0)
+    ref = create("slow_vae", (1, 64, 64), latent_dim=4, one_change=1.0)
+    batch = _pairs(3, seed=11)
+
+    def loss_at(warmup: int, step: int):
+        model = create("slow_vae", (1, 64, 64), latent_dim=4, one_change=1.0, warmup=warmup)
+        model.load_state_dict(ref.state_dict())
+        torch.manual_seed(5)
+        return model.loss(batch, step)
+
+    with torch.no_grad():
+        full, logs = loss_at(0, 0)
+        extra = 10.0 * logs["kl_laplace"] + 2 * 1.0 * 10.0 * 6.0 * logs["l1_others"]
+        vae = full - extra
+        assert loss_at(100, 0)[0].item() == pytest.approx(vae.item(), rel=1e-5)
+        assert loss_at(100, 25)[0].item() == pytest.approx((vae + 0.25 * extra).item(), rel=1e-5)
+        assert loss_at(100, 100)[0].item() == pytest.approx(full.item(), rel=1e-6)
+        assert loss_at(100, 10_000)[0].item() == pytest.approx(full.item(), rel=1e-6)
+        tensor_step = loss_at(100, torch.tensor(25))[0].item()
+        assert tensor_step == pytest.approx((vae + 0.25 * extra).item(), rel=1e-5)

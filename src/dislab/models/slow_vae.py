@@ -33,7 +33,7 @@ import torch
 from dislab.errors import DislabError
 from dislab.estimators import gaussian_kl, total_correlation
 from dislab.models.base import HParam, register
-from dislab.models.losses import reconstruction_loss
+from dislab.models.losses import anneal, reconstruction_loss
 from dislab.models.vae import VAE, Forward, sample_gaussian
 
 __all__ = ["SlowVAE", "gaussian_laplace_cross_entropy", "gaussian_laplace_kl"]
@@ -94,6 +94,10 @@ class SlowVAE(VAE):
                              "of γ·λ: pairs where one factor changes (pair option changes=1) "
                              "then cost least when one latent changes; 0 = Slow-VAE as published",
                              "dislab (0: off)"),
+        "warmup": HParam(0, "updates over which the transition terms (γ and one_change) ramp "
+                         "linearly from 0 to their values, so the reconstruction is learned "
+                         "before the transition prior squeezes the latents; 0 = Slow-VAE as "
+                         "published", "dislab (0: off)"),
         "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
                                 "frame: 1 = the exact KL of both directions, 0.5 = the "
                                 "reference code's (once per pair)",
@@ -137,12 +141,14 @@ class SlowVAE(VAE):
             if share != 1.0:  # subtract only `share` of both frames' entropies
                 kl_lap = kl_lap + (1.0 - share) * (w[:, 0] + w[:, 1] + 2 * _LOG_2PI_E) / 2
             kl_lap = kl_lap.sum(1).mean()
-        loss = 2.0 * recon + self.hp["beta"] * f.kl + self.hp["gamma"] * kl_lap
+        ramp = anneal(1.0, step, int(self.hp["warmup"])) if self.hp["warmup"] else 1.0
+        loss = 2.0 * recon + self.hp["beta"] * f.kl + ramp * self.hp["gamma"] * kl_lap
         logs = self.elbo_logs(f)
         logs["kl_laplace"] = kl_lap.detach()
         if float(self.hp["one_change"]) != 0.0:
             others = (change.sum(1) - change.max(1).values).mean()
-            loss = loss + 2.0 * float(self.hp["one_change"]) * self.hp["gamma"] * rate * others
+            loss = loss + ramp * 2.0 * float(self.hp["one_change"]) * self.hp["gamma"] * rate \
+                * others
             logs["l1_others"] = others.detach()
         if float(self.hp["tc"]) != 0.0:
             tc = total_correlation(z, mean, logvar, self.dataset_size, estimator="mws",
