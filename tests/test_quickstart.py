@@ -18,8 +18,9 @@ TINY = dict(data="test_qs_sprites16", latent_dim=4, arch="conv", batch_size=16, 
 
 def test_fixed_steps_pipeline_writes_report(tmp_path: Path) -> None:
     out = tmp_path / "qs"
-    index = quickstart.run(out=out, steps=4, metrics="mig", progress=False, **TINY)
+    index = quickstart.run(out=out, steps=4, metrics="mig", progress=False, runs=1, **TINY)
     assert index == out / "report" / "index.html" and index.exists()
+    assert 'url=report/index.html"' in (out / "index.html").read_text()
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "done" and status["step"] == 4
     cfg = json.loads((out / "config.json").read_text())
@@ -39,13 +40,20 @@ def test_fixed_steps_pipeline_writes_report(tmp_path: Path) -> None:
 def test_time_budget_caps_steps_and_keeps_reserve(tmp_path: Path) -> None:
     # plenty of time for 40 steps: the plan stops at max_steps
     out = tmp_path / "a"
-    quickstart.run(out=out, minutes=10, max_steps=40, metrics="mig", progress=False, **TINY)
+    quickstart.run(out=out, minutes=10, max_steps=40, metrics="mig", progress=False, runs=1,
+                   **TINY)
     assert json.loads((out / "status.json").read_text())["step"] == 40
     # a budget smaller than the evaluation reserve: only the probe's steps are trained
     out = tmp_path / "b"
-    quickstart.run(out=out, minutes=0.05, metrics="mig", progress=False, **TINY)
+    quickstart.run(out=out, minutes=0.05, metrics="mig", progress=False, runs=1, **TINY)
     assert json.loads((out / "status.json").read_text())["step"] == quickstart._PROBE_STEPS
     assert (out / "report" / "index.html").exists()
+    # two candidates side by side: the same plan, each candidate to max_steps
+    out = tmp_path / "c"
+    quickstart.run(out=out, minutes=10, max_steps=40, metrics="mig", progress=False, runs=2,
+                   **{**TINY, "threads": None})
+    for s in (0, 1):
+        assert json.loads((out / f"seed_{s}" / "status.json").read_text())["step"] == 40
 
 
 def test_plan_reserve() -> None:
@@ -57,14 +65,16 @@ def test_bad_budget_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
         quickstart.run(out=tmp_path / "x", minutes=0)
     assert dislab_main(["quickstart", "--out", str(tmp_path / "c"), "--steps", "2",
                         "--metrics", "mig", "--data", "test_qs_sprites16", "--batch-size", "16",
-                        "--latent-dim", "3", "--arch", "conv", "--quiet"]) == 0
+                        "--latent-dim", "3", "--arch", "conv", "--quiet", "--runs", "1"]) == 0
     assert not capsys.readouterr().out  # --quiet
     assert (tmp_path / "c" / "report" / "index.html").exists()
+    assert "--runs" in _help()
     assert "--minutes" in _help()
     # another method starts from its own defaults, not the default method's hyper-parameters
     assert dislab_main(["quickstart", "--out", str(tmp_path / "d"), "--steps", "2",
                         "--metrics", "mig", "--data", "test_qs_sprites16", "--batch-size", "16",
-                        "--latent-dim", "3", "--model", "beta_tcvae", "--quiet"]) == 0
+                        "--latent-dim", "3", "--model", "beta_tcvae", "--quiet",
+                        "--runs", "1"]) == 0
     cfg = json.loads((tmp_path / "d" / "config.json").read_text())
     assert cfg["model"] == "beta_tcvae" and cfg["hparams"]["beta"] == 6.0
     assert "gamma" not in cfg["hparams"] and cfg["batch_size"] == 16
@@ -79,3 +89,57 @@ def _help() -> str:
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
         dislab_main(["quickstart", "--help"])
     return buf.getvalue()
+
+
+def test_two_seeds_side_by_side_keep_the_lower_objective(tmp_path: Path) -> None:
+    out = tmp_path / "qs"
+    index = quickstart.run(out=out, steps=4, metrics="mig", progress=False, runs=2, seed=3,
+                           **{**TINY, "threads": None})
+    summary = json.loads((out / "quickstart.json").read_text())
+    cands = summary["candidates"]
+    assert [c["seed"] for c in cands] == [3, 4]
+    best = min(cands, key=lambda c: c["objective"])
+    assert summary["run"] == best["run"] and index == Path(best["run"]) / "report" / "index.html"
+    assert index.exists() and summary["config"]["seed"] == best["seed"]
+    other = next(c for c in cands if c is not best)
+    assert not (Path(other["run"]) / "report").exists()  # only the kept seed is evaluated
+    for c in cands:
+        cfg = json.loads((Path(c["run"]) / "config.json").read_text())
+        assert cfg["seed"] == c["seed"] and cfg["threads"] == max(1, quickstart._cores() // 2)
+        assert json.loads((Path(c["run"]) / "status.json").read_text())["step"] == 4
+    # out/index.html opens the kept seed's report
+    rel = index.relative_to(out).as_posix()
+    assert f'url={rel}"' in (out / "index.html").read_text()
+    # the same command with more steps resumes both candidates
+    quickstart.run(out=out, steps=6, metrics="mig", progress=False, runs=2, seed=3,
+                   **{**TINY, "threads": None})
+    for c in cands:
+        assert json.loads((Path(c["run"]) / "status.json").read_text())["step"] == 6
+
+
+def test_objective_prefers_the_trained_model_and_is_deterministic(tmp_path: Path) -> None:
+    from dislab import data as dd
+    from dislab.train import fit
+
+    cfg = {**quickstart.QUICKSTART, **TINY, "seed": 0, "log_every": 10}
+    fit({**cfg, "out": str(tmp_path / "short"), "steps": 2}, progress=False)
+    fit({**cfg, "out": str(tmp_path / "long"), "steps": 80}, progress=False)
+    data = dd.load(TINY["data"])
+    short = quickstart.objective(tmp_path / "short", data, pairs=256)
+    long = quickstart.objective(tmp_path / "long", data, pairs=256)
+    assert long < short
+    assert quickstart.objective(tmp_path / "long", data, pairs=256) == long
+
+
+def test_a_failing_candidate_names_itself(tmp_path: Path) -> None:
+    out = tmp_path / "qs"
+    out.mkdir()
+    (out / "seed_1").write_text("not a folder")  # the second candidate cannot write its run
+    with pytest.raises(DislabError, match="seed_1"):
+        quickstart.run(out=out, steps=2, metrics="mig", progress=False, runs=2,
+                       **{**TINY, "threads": None})
+    assert json.loads((out / "seed_0" / "status.json").read_text())["status"] == "done"
+
+
+def test_default_runs_one_per_core_pair_on_cpu() -> None:
+    assert quickstart.default_runs("cpu") == (2 if quickstart._cores() >= 2 else 1)

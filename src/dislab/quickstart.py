@@ -20,19 +20,28 @@ duplicated in two or three latents, or split over two latents, one per half of i
 ``one_change`` makes two latents moving in one pair cost more, and large jumps make a split
 factor move both of its latents. It is weakly supervised by the pairs; ``model="beta_tcvae"``
 gives the unsupervised β-TCVAE (β = 6) instead.
+
+On a CPU with two or more cores it trains two seeds side by side, one process and one core
+each (two 1-thread runs process about 1.4x the images per second of one 2-thread run), and
+keeps the one with the lower training loss on held-out pairs (:func:`objective`; no labels):
+about one seed in five of this setting gets stuck (docs/quickstart.md).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from dislab.errors import DislabError
 
-__all__ = ["QUICKSTART", "MAX_STEPS", "run", "plan_reserve"]
+__all__ = ["QUICKSTART", "MAX_STEPS", "run", "plan_reserve", "default_runs", "objective"]
 
 #: The quickstart's training config (fields of :class:`dislab.train.TrainConfig`).
 QUICKSTART: dict[str, Any] = {
@@ -95,6 +104,166 @@ def _status(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_runs(device: str = "auto") -> int:
+    """Candidates trained side by side: 2 on a CPU with at least 2 cores (one process and
+    one core each: together about 1.4x the images per second of one 2-thread run, and a
+    second seed in case the first one gets stuck), else 1."""
+    from dislab.train.loop import resolve_device
+
+    return 2 if resolve_device(device).type == "cpu" and _cores() >= 2 else 1
+
+
+def _child_main() -> None:
+    """Entry of a candidate's training process: ``python -c ... CONFIG_JSON DATA_MODULE``."""
+    cfg = json.loads(sys.argv[1])
+    if len(sys.argv) > 2 and sys.argv[2]:
+        importlib.import_module(sys.argv[2])  # a data set registered outside dislab
+    from dislab.train import fit
+
+    fit(cfg, progress=False, resume=(Path(cfg["out"]) / "config.json").exists())
+
+
+def _logged_step(run_dir: Path) -> int:
+    """The step of the last line of ``history.jsonl`` (0 if none yet)."""
+    try:
+        with open(run_dir / "history.jsonl", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+        return int(json.loads(lines[-1])["step"]) if lines else 0
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0
+
+
+def _fit_all(cfgs: list[dict[str, Any]], target: int, progress: bool) -> None:
+    """Train every candidate to step ``target``: in this process when there is one, else one
+    spawned process per candidate (each on ``cfg["threads"]`` threads), with a progress bar of
+    their summed steps."""
+    from dislab.train import fit
+
+    if len(cfgs) == 1:
+        cfg = cfgs[0]
+        fit({**cfg, "steps": target}, progress=progress,
+            resume=(Path(cfg["out"]) / "config.json").exists())
+        return
+    import subprocess
+
+    import dislab.data as dd
+
+    module = getattr(dd.base._REGISTRY.get(str(cfgs[0]["data"]).lower()), "__module__", None)
+    module = module if module and not module.startswith("dislab.") else ""
+    dirs = [Path(c["out"]) for c in cfgs]
+    start = [int(_status(d).get("step", 0)) for d in dirs]
+    todo = [c for c, s0 in zip(cfgs, start) if s0 < target]
+    if not todo:
+        return
+    threads = str(int(todo[0].get("threads") or 1))
+    # separate processes started afresh (not forked, no re-import of the caller's script)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(target - s0 for s0 in start), unit="step", smoothing=0.1,
+                   desc=f"training {len(todo)} seeds side by side")
+    procs: list[tuple[dict[str, Any], Any, Path]] = []
+    try:
+        for c in todo:
+            log = Path(str(c["out"]) + ".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as f:
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", "import dislab.quickstart as q; q._child_main()",
+                     json.dumps({**c, "steps": target}), module],
+                    env=env, stdout=f, stderr=subprocess.STDOUT)
+            procs.append((c, proc, log))
+        while any(p.poll() is None for _, p, _ in procs):
+            time.sleep(1.0)
+            if bar is not None:
+                bar.update(sum(max(s0, _logged_step(d)) for d, s0 in zip(dirs, start))
+                           - sum(start) - bar.n)
+    except BaseException as e:
+        # Ctrl-C reaches the candidates too; any other error stops them the same way (each
+        # saves a checkpoint), then waits for them
+        if not isinstance(e, KeyboardInterrupt):
+            for _, p, _ in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
+        for _, p, _ in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    for c, p, log in procs:
+        if p.returncode != 0:
+            status = _status(Path(c["out"]))
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() \
+                else []
+            why = status.get("error") or (tail[0] if tail else f"exit code {p.returncode}")
+            raise DislabError(f"training the candidate {c['out']} failed: {why} (its log: "
+                              f"{log}). The other candidates' runs are kept; run the same "
+                              "command again to resume.")
+
+
+def objective(run_dir: str | os.PathLike[str], data: Any, pairs: int = 2048,
+              seed: int = 12345) -> float:
+    """The run's training loss (its own objective, no labels) on ``pairs`` held-out pairs
+    (methods on pairs) or ``2 x pairs`` images, the same draws for every run given ``seed``:
+    lower is better. Used to pick among the quickstart's candidates."""
+    import numpy as np
+    import torch
+
+    from dislab.data.pairs import sample_pairs
+    from dislab.train import load_run
+
+    model, cfg = load_run(run_dir)
+    model.eval()
+    rng = np.random.default_rng(seed)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        state = torch.get_rng_state()
+        torch.manual_seed(seed)  # the same posterior samples for every run
+        try:
+            for s in range(0, pairs, 256):
+                n = min(256, pairs - s)
+                if getattr(model, "batch_kind", "single") == "pairs":
+                    x = torch.from_numpy(sample_pairs(data, n, rng, **cfg.pair_options)[1])
+                else:
+                    idx = data.sample_index(2 * n, rng)
+                    x = torch.from_numpy(data.images_from_index(idx))
+                loss, _ = model.loss(x, int(_status(Path(run_dir)).get("step", 0)))
+                total += float(loss) * n
+                count += n
+        finally:
+            torch.set_rng_state(state)
+    value = total / max(count, 1)
+    if not math.isfinite(value):
+        return math.inf
+    return value
+
+
+def _redirect(out: Path, index: Path) -> Path:
+    """``out/index.html``: a page that opens the chosen candidate's report."""
+    rel = os.path.relpath(index, out).replace(os.sep, "/")
+    page = out / "index.html"
+    page.write_text(
+        "<!doctype html><meta charset=\"utf-8\">"
+        f"<meta http-equiv=\"refresh\" content=\"0; url={rel}\">"
+        f"<title>dislab quickstart</title><p>The report is <a href=\"{rel}\">{rel}</a>.\n")
+    return page
+
+
 def run(
     out: str | os.PathLike[str] = "quickstart",
     minutes: float = 30.0,
@@ -104,11 +273,17 @@ def run(
     metrics: str | list[str] | None = None,
     progress: bool = True,
     max_steps: int = MAX_STEPS,
+    runs: int | None = None,
     **overrides: Any,
 ) -> Path:
     """Train, evaluate and report within ``minutes``; return the report's ``index.html``.
 
-    ``out``: the run folder (an interrupted quickstart in the same folder is resumed).
+    ``out``: the quickstart folder (an interrupted quickstart in the same folder is resumed).
+    ``runs``: candidates trained side by side with seeds ``seed, seed + 1, ...``, one process
+    each (default :func:`default_runs`: 2 on a multi-core CPU, 1 on a GPU). With one, ``out``
+    is the run folder; with more, each candidate is ``out/seed_<s>``, and the one with the
+    lowest :func:`objective` (its training loss on held-out pairs: no labels) is evaluated and
+    reported. Either way ``out/index.html`` opens the report.
     ``steps``: a fixed number of steps instead of the time budget (smoke tests).
     ``metrics``: metric names, ``"all"`` or ``None`` (the default suite). ``overrides``:
     other :class:`~dislab.train.TrainConfig` fields (e.g. ``model="beta_tcvae"``,
@@ -116,78 +291,119 @@ def run(
     starts from its own defaults and :data:`OTHER_METHODS`).
     """
     from dislab.metrics import evaluate_run
-    from dislab.train import TrainConfig, Trainer, fit
+    from dislab.train import TrainConfig, Trainer
     from dislab.viz.run_report import build_report
 
     t_start = time.perf_counter()
     if minutes <= 0:
         raise DislabError(f"--minutes must be positive, got {minutes}.")
-    run_dir = Path(out)
+    out_dir = Path(out)
+    if (out_dir / "config.json").exists():
+        runs = 1  # a single-run quickstart folder from before: resume it as it is
+    elif runs is None:
+        runs = default_runs(device)
+    if int(runs) < 1:
+        raise DislabError(f"--runs must be at least 1, got {runs}.")
+    runs = int(runs)
     cfg = dict(QUICKSTART)
     model = overrides.get("model", QUICKSTART["model"])
     if model != QUICKSTART["model"]:  # another method: its own defaults, not Slow-VAE's
         cfg.pop("hparams")
         cfg.pop("pair_options")
         cfg.update(OTHER_METHODS.get(model, {}))
-    cfg.update(seed=int(seed), device=device, out=str(run_dir), log_every=50,
+    cfg.update(seed=int(seed), device=device, out=str(out_dir), log_every=50,
                checkpoint_every=2000, image_every=0)
     cfg.update(overrides)
+    if runs > 1 and not cfg.get("threads"):
+        cfg["threads"] = max(1, _cores() // runs)  # one core each
     cfg = TrainConfig.from_dict(cfg).to_dict()
+    seeds = [int(seed) + i for i in range(runs)]
+    dirs = [out_dir] if runs == 1 else [out_dir / f"seed_{s}" for s in seeds]
+    cfgs = [{**cfg, "seed": s, "out": str(d)} for s, d in zip(seeds, dirs)]
     deadline = t_start + 60.0 * minutes
     say = print if progress else (lambda *a, **k: None)
 
-    status = _status(run_dir)
-    resume = (run_dir / "config.json").exists()
-    if resume and status.get("status") == "done" and (run_dir / "model.safetensors").exists() \
-            and steps is None:
-        say(f"dislab quickstart: {run_dir} already holds a finished run; evaluating/reporting it.")
+    def step_of() -> int:
+        return min(int(_status(d).get("step", 0)) for d in dirs)
+
+    finished = all(_status(d).get("status") == "done" and (d / "model.safetensors").exists()
+                   for d in dirs)
+    if finished and steps is None:
+        say(f"dislab quickstart: {out_dir} already holds a finished run; evaluating/reporting it.")
     elif steps is not None:
-        fit({**cfg, "steps": int(steps)}, progress=progress, resume=resume)
+        _fit_all(cfgs, int(steps), progress)
     else:
         # 1. probe the speed (also the first steps of the run) and the encoder's speed
-        done = int(status.get("step", 0)) if resume else 0
+        done = step_of()
+        trained = [float(_status(d).get("train_seconds") or 0.0) for d in dirs]
         t0 = time.perf_counter()
-        fit({**cfg, "steps": done + _PROBE_STEPS}, progress=False, resume=resume)
-        rate = _PROBE_STEPS / max(time.perf_counter() - t0, 1e-6)  # steps/s incl. overheads
-        trainer = Trainer({**cfg, "steps": 1, "tensorboard": False})
+        _fit_all(cfgs, done + _PROBE_STEPS, progress=False)
+        wall = time.perf_counter() - t0
+        if runs > 1:  # process start-up is paid once per chunk, not per step
+            wall = max(float(_status(d).get("train_seconds") or 0.0) - t
+                       for d, t in zip(dirs, trained)) or wall
+        rate = _PROBE_STEPS / max(wall, 1e-6)  # steps/s of each candidate
+        trainer = Trainer({**cfgs[0], "steps": 1, "tensorboard": False, "threads": None})
         data = trainer.data
         enc = _encode_speed(trainer.model.eval(), data, device)
-        per_step = trainer.images_per_batch  # 2 x batch_size for pair methods
+        per_step = trainer.images_per_batch * runs  # 2 x batch_size for pair methods
         trainer.close()
-        reserve = plan_reserve(len(data), enc)
+        reserve = plan_reserve(len(data), enc) + (60.0 if runs > 1 else 0.0)
         # 2. train to the time left in chunks, each re-planned from the speed just measured
         #    (the machine's load may change), the last ones to the full remaining time
         for share in (0.5, 0.8, 1.0, 1.0):
             now = time.perf_counter()
             left = deadline - reserve - now
-            step = int(_status(run_dir).get("step", 0))
+            step = step_of()
             target = min(max_steps, step + int(max(0.0, left) * rate * share))
             if target <= step or (share == 1.0 and target - step < _PROBE_STEPS
                                   and step > _PROBE_STEPS):
                 break
-            say(f"dislab quickstart: training to step {target} "
-                f"({rate * per_step:.0f} images/s; {left / 60:.1f} min for training, "
-                f"{reserve / 60:.1f} min kept for evaluation and report)")
+            what = f"{runs} seeds side by side, " if runs > 1 else ""
+            say(f"dislab quickstart: training to step {target} ({what}{rate * per_step:.0f} "
+                f"images/s; {left / 60:.1f} min for training, {reserve / 60:.1f} min kept for "
+                "evaluation and report)")
             t1 = time.perf_counter()
-            fit({**cfg, "steps": target}, progress=progress, resume=True)
+            _fit_all(cfgs, target, progress)
             rate = (target - step) / max(time.perf_counter() - t1, 1e-6)
             if target >= max_steps:
                 break
-    status = _status(run_dir)
-    if status.get("status") != "done":
-        raise DislabError(f"training in {run_dir} did not finish (status "
-                          f"{status.get('status')!r}); run the same command again to resume.")
+    for d in dirs:
+        status = _status(d)
+        if status.get("status") != "done":
+            raise DislabError(f"training in {d} did not finish (status "
+                              f"{status.get('status')!r}); run the same command again to "
+                              "resume.")
+    candidates: list[dict[str, Any]] = []
+    chosen = dirs[0]
+    if runs > 1:
+        import dislab.data as dd
+
+        say("dislab quickstart: choosing the seed with the lowest loss on held-out pairs ...")
+        first = TrainConfig.from_dict(cfgs[0])
+        data = dd.load(first.data, path=first.data_path, **first.data_options)
+        for s, d in zip(seeds, dirs):
+            candidates.append({"seed": s, "run": str(d), "objective": objective(d, data),
+                               "steps": _status(d).get("step")})
+        best = min(range(runs), key=lambda i: candidates[i]["objective"])
+        chosen = dirs[best]
+        say("  " + ", ".join(f"seed {c['seed']}: {c['objective']:.1f}" for c in candidates)
+            + f" -> seed {seeds[best]}")
+    status = _status(chosen)
     say("dislab quickstart: evaluating the default metrics ...")
-    record = evaluate_run(run_dir, metrics=metrics, seed=seed, device=device, progress=progress)
+    record = evaluate_run(chosen, metrics=metrics, seed=seed, device=device, progress=progress)
     say("dislab quickstart: writing the report ...")
-    index = build_report(run_dir, evaluate=False, seed=seed, progress=progress)
+    index = build_report(chosen, evaluate=False, seed=seed, progress=progress)
+    _redirect(out_dir, index)
     elapsed = time.perf_counter() - t_start
     mig = record.get("metrics", {}).get("mig", {}).get("values", {}).get("discrete_mig")
     summary = {"minutes_budget": minutes, "seconds_total": round(elapsed, 1),
                "steps": status.get("step"), "train_seconds": status.get("train_seconds"),
-               "mig": mig, "report": str(index), "config": cfg}
-    (run_dir / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
+               "mig": mig, "report": str(index), "run": str(chosen),
+               "candidates": candidates, "config": cfgs[dirs.index(chosen)]}
+    (out_dir / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
     mig_text = f"MIG {mig:.3f}, " if isinstance(mig, float) else ""
     say(f"dislab quickstart: done in {elapsed / 60:.1f} min ({mig_text}{status.get('step')} "
-        f"steps of {cfg['model']}).\n  report: {index}\n  run:    {run_dir}")
+        f"steps of {cfg['model']}).\n  report: {index}\n  run:    {chosen}")
     return index
+
