@@ -35,12 +35,15 @@ def register(subparsers: Any) -> None:
         "the lower loss on held-out pairs (OUT/seed_S, OUT/seed_S+1; OUT/index.html opens "
         "the report). The budget "
         "includes evaluation and report: training gets the rest, its steps set from the "
-        "measured speed. On a 2-core CPU (2026-11-30) it scored MIG 0.48 (seed 0) and "
-        "0.45 (seed 1) in 27 minutes; docs/quickstart.md has the measurements. On a GPU it stops "
+        "measured speed. On a 2-core CPU (2026-11-30) it scored MIG 0.25 with two seeds "
+        "side by side (26 minutes), and 0.48 and 0.45 with one seed at a time (--runs 1, 27 "
+        "minutes); docs/quickstart.md has the measurements. On a GPU it stops "
         "early (60000 steps). "
         "Re-running with the same --out resumes.",
     )
-    p.add_argument("--out", default="quickstart", help="run folder (default ./quickstart)")
+    p.add_argument("--out", default="quickstart",
+                   help="quickstart folder (default ./quickstart; with two seeds their runs "
+                   "are OUT/seed_S and OUT/seed_S+1)")
     p.add_argument("--minutes", type=float, default=30.0,
                    help="wall-clock budget for everything (default 30)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
