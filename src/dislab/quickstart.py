@@ -22,9 +22,9 @@ factor move both of its latents. It is weakly supervised by the pairs; ``model="
 gives the unsupervised β-TCVAE (β = 6) instead.
 
 On a CPU with two or more cores it trains two seeds side by side, one process and one core
-each (two 1-thread runs process about 1.4x the images per second of one 2-thread run), and
-keeps the one with the lower training loss on held-out pairs (:func:`objective`; no labels):
-about one seed in five of this setting gets stuck (docs/quickstart.md).
+each (two 1-thread runs process about 1.2-1.35x the images per second of one 2-thread run),
+and keeps the one with the lower training loss on held-out pairs (:func:`objective`; no
+labels): about one seed in five of this setting gets stuck (docs/quickstart.md).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _cores() -> int:
 
 def default_runs(device: str = "auto") -> int:
     """Candidates trained side by side: 2 on a CPU with at least 2 cores (one process and
-    one core each: together about 1.4x the images per second of one 2-thread run, and a
+    one core each: together about 1.2-1.35x the images per second of one 2-thread run, and a
     second seed in case the first one gets stuck), else 1."""
     from dislab.train.loop import resolve_device
 
@@ -230,6 +230,7 @@ def objective(run_dir: str | os.PathLike[str], data: Any, pairs: int = 2048,
     model, cfg = load_run(run_dir)
     model.eval()
     rng = np.random.default_rng(seed)
+    step = int(_status(Path(run_dir)).get("step", 0))  # for step-dependent weights (warm-ups)
     total, count = 0.0, 0
     with torch.no_grad():
         state = torch.get_rng_state()
@@ -242,7 +243,7 @@ def objective(run_dir: str | os.PathLike[str], data: Any, pairs: int = 2048,
                 else:
                     idx = data.sample_index(2 * n, rng)
                     x = torch.from_numpy(data.images_from_index(idx))
-                loss, _ = model.loss(x, int(_status(Path(run_dir)).get("step", 0)))
+                loss, _ = model.loss(x, step)
                 total += float(loss) * n
                 count += n
         finally:
@@ -377,11 +378,10 @@ def run(
     candidates: list[dict[str, Any]] = []
     chosen = dirs[0]
     if runs > 1:
-        import dislab.data as dd
+        from dislab.train.loop import _load_data
 
         say("dislab quickstart: choosing the seed with the lowest loss on held-out pairs ...")
-        first = TrainConfig.from_dict(cfgs[0])
-        data = dd.load(first.data, path=first.data_path, **first.data_options)
+        data = _load_data(TrainConfig.from_dict(cfgs[0]))
         for s, d in zip(seeds, dirs):
             candidates.append({"seed": s, "run": str(d), "objective": objective(d, data),
                                "steps": _status(d).get("step")})
