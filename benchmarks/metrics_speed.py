@@ -28,13 +28,14 @@ import torch
 
 
 def _plain_loop(model: torch.nn.Module, data, index: np.ndarray, batch: int = 64) -> float:
-    """images/s of the straightforward loop a user would write."""
+    """images/s of the straightforward loop a user would write (codes copied back)."""
     model.eval()
+    device = next(model.parameters()).device
     t = time.perf_counter()
     with torch.no_grad():
         for s in range(0, len(index), batch):
-            x = torch.from_numpy(data.images_from_index(index[s:s + batch]))
-            model.encode(x)
+            x = torch.from_numpy(data.images_from_index(index[s:s + batch])).to(device)
+            model.encode(x)[0].cpu()
     return len(index) / (time.perf_counter() - t)
 
 
@@ -78,14 +79,15 @@ def main() -> None:
     p.add_argument("--no-reference", action="store_true",
                    help="skip DCI with sklearn's GradientBoostingClassifier (minutes)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="the encoder's device (cpu, cuda)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = p.parse_args()
 
     torch.manual_seed(0)
     data = dd.load("dsprites", path=args.path)
-    model = models.create("beta_vae", data.observation_shape).eval()
+    model = models.create("beta_vae", data.observation_shape).eval().to(args.device)
     out: dict = {"dislab_version": dislab.__version__, "torch_threads": torch.get_num_threads(),
-                 "num_images": len(data)}
+                 "num_images": len(data), "device": args.device}
     print(f"data {data!r}, torch threads {torch.get_num_threads()}", flush=True)
 
     # -- encoding ratio (same images, same encoder; plain first, then dislab, then plain) ---

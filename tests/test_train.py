@@ -108,9 +108,10 @@ def test_resume_rejects_changed_config(tmp_path: Path) -> None:
 
 
 def test_resume_reproduces_uninterrupted_losses(tmp_path: Path) -> None:
-    full = fit(cfg(tmp_path, "full", steps=20), progress=False)
-    part = fit(cfg(tmp_path, "part", steps=10), progress=False)
-    part = fit(cfg(tmp_path, "part", steps=20), progress=False, resume=True)
+    # deterministic: CUDA's default kernels add in a varying order (a no-op on CPU)
+    full = fit(cfg(tmp_path, "full", steps=20, deterministic=True), progress=False)
+    part = fit(cfg(tmp_path, "part", steps=10, deterministic=True), progress=False)
+    part = fit(cfg(tmp_path, "part", steps=20, deterministic=True), progress=False, resume=True)
     assert history(part) == history(full)
     m1, _ = load_run(full)
     m2, _ = load_run(part)
@@ -121,7 +122,7 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path: Path) -> None:
 def test_resume_after_interrupt_mid_window(tmp_path: Path) -> None:
     """Interrupted at update 13 (log every 4): the partial window and RNGs are restored."""
     kw = dict(model="test_interrupt_at", hparams={"stop_at": 13}, log_every=4,
-              checkpoint_every=100)
+              checkpoint_every=100, deterministic=True)
     full = fit(cfg(tmp_path, "full", **kw), progress=False)
     InterruptAt.armed = True
     with pytest.raises(KeyboardInterrupt):
@@ -130,6 +131,22 @@ def test_resume_after_interrupt_mid_window(tmp_path: Path) -> None:
     assert status["status"] == "failed" and status["step"] == 13
     part = fit(cfg(tmp_path, "part", **kw), progress=False, resume=True)
     assert history(part) == history(full)
+
+
+def test_deterministic_switches_kernels_and_restores(tmp_path: Path) -> None:
+    from dislab.train import Trainer
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    assert before == (False, False)
+    tr = Trainer(cfg(tmp_path, deterministic=True))
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    tr.train_step()
+    tr.close()
+    after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    assert after == before
+    with pytest.raises(DislabError, match="deterministic"):
+        TrainConfig.from_dict(cfg(tmp_path, deterministic="yes"))
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ _CORE_DESTS = {d for _, d, _, _ in _CORE_FLAGS} | {"config", "resume", "compile"
                                                    "print_config", "data_option",
                                                    "pair_option",
                                                    "channels_last", "no_tensorboard",
-                                                   "no_prefetch", "hparam"}
+                                                   "no_prefetch", "deterministic", "hparam"}
 
 
 def hparam_table() -> dict[str, list[tuple[str, Any]]]:
@@ -106,6 +106,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-tensorboard", action="store_true", help="do not write tb/")
     p.add_argument("--no-prefetch", action="store_true",
                    help="prepare batches in the training thread (no background thread)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels only: bit-identical reruns and resumes on CUDA "
+                   "(slower; CPU runs are deterministic anyway)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (exactly)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -160,6 +163,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         base["tensorboard"] = False
     if args.no_prefetch:
         base["prefetch"] = False
+    if args.deterministic:
+        base["deterministic"] = True
     given: dict[str, Any] = {}
     for item in args.hparam:
         if "=" not in item:

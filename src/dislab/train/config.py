@@ -26,7 +26,7 @@ __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 RESUMABLE_CHANGES = (
     "steps", "out", "device", "checkpoint_every", "log_every", "image_every", "compile",
     "tensorboard", "threads", "lr", "prefetch", "accelerate",
-    "tune_malloc",
+    "tune_malloc", "deterministic",
 )
 
 
@@ -64,6 +64,11 @@ class TrainConfig:
         tensorboard: write TensorBoard event files to ``tb/``.
         threads: ``torch.set_num_threads`` value (``None``: leave PyTorch's default).
         prefetch: prepare the next batch in a background thread while the current one trains.
+        deterministic: use only deterministic kernels (``torch.use_deterministic_algorithms``,
+            cuDNN's deterministic convolutions, a fixed cuBLAS workspace). On CUDA the default
+            kernels (e.g. cuDNN's weight gradients) add in a varying order, so two runs of one
+            config, or a resumed and an uninterrupted run, differ in the last bits; with this
+            on they are identical, at some speed cost. CPU kernels are deterministic anyway.
         pair_options: options of :func:`dislab.data.pairs.pair_batches` (``rate``, ``changes``,
             ``fixed_factors``, ``edge``) for methods whose ``batch_kind`` is ``"pairs"``.
     """
@@ -95,6 +100,7 @@ class TrainConfig:
     tensorboard: bool = True
     threads: int | None = None
     prefetch: bool = True
+    deterministic: bool = False
     pair_options: dict[str, Any] = field(default_factory=dict)
 
     # -- (de)serialisation -----------------------------------------------------------------
@@ -198,7 +204,7 @@ class TrainConfig:
         for name in ("compile", "channels_last"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise bad(name, "must be true, false or \"auto\".")
-        for name in ("tensorboard", "prefetch", "accelerate", "tune_malloc"):
+        for name in ("tensorboard", "prefetch", "accelerate", "tune_malloc", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "must be true or false.")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):

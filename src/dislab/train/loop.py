@@ -231,6 +231,33 @@ def compiler_available() -> bool:
     return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
+DeterminismState = tuple[bool, bool, bool, bool]
+
+
+def set_deterministic(on: bool = True) -> DeterminismState:
+    """Switch PyTorch's deterministic kernels on (or off), process-wide; returns the previous
+    state for :func:`restore_determinism`.
+
+    An op with no deterministic kernel warns instead of failing (``warn_only``). cuBLAS needs
+    ``CUBLAS_WORKSPACE_CONFIG`` before its first use; it is set here unless already set.
+    """
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    return previous
+
+
+def restore_determinism(state: DeterminismState) -> None:
+    """Put back the state :func:`set_deterministic` returned."""
+    torch.use_deterministic_algorithms(state[0], warn_only=state[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = state[2], state[3]
+
+
 def _fused_adam(opt: torch.optim.Optimizer, device: torch.device) -> torch.optim.Optimizer:
     """The same Adam (same groups and hyper-parameters) with PyTorch's fused kernel."""
     if type(opt) is not torch.optim.Adam or opt.state:
@@ -305,6 +332,9 @@ class Trainer:
         self.window_losses: list[torch.Tensor] = []
         self.window_seconds = 0.0
         self.train_seconds = 0.0
+        # last, so that a failed construction leaves the process's settings alone
+        self._determinism: DeterminismState | None = (
+            set_deterministic(True) if cfg.deterministic else None)
 
     # compile ---------------------------------------------------------------------------
     def _compile_helps(self) -> bool:
@@ -467,6 +497,9 @@ class Trainer:
 
     def close(self) -> None:
         self.batches.close()
+        if self._determinism is not None:  # leave the process as it was
+            restore_determinism(self._determinism)
+            self._determinism = None
 
 
 class NonFiniteLoss(DislabError):
