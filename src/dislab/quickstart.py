@@ -66,9 +66,11 @@ OTHER_METHODS: dict[str, dict[str, Any]] = {
     "beta_tcvae": {"batch_size": 64, "hparams": {"beta": 6.0}},
 }
 
-#: Training stops here even with time left (3.8 M images at 64 per update, ~5 passes over
-#: dSprites: a GPU gets there in minutes).
-MAX_STEPS = 60_000
+#: Training stops here even with time left: 1.6 M images at 64 per update, about what one of the
+#: two CPU seeds gets in 30 minutes. On an H200 (benchmarks/quickstart_sweep.py, 2026-11-30) the
+#: default's seeds 0 and 1 had MIG 0.48 / 0.46 at 0.5 M images, 0.49 / 0.48 at 1 M and
+#: 0.45 / 0.49 at 1.6 M: no gain from going further.
+MAX_STEPS = 25_000
 
 #: Seconds of evaluation and report that do not depend on the model's speed: the default metric
 #: suite on the dSprites codes plus the report's figures, used to reserve time before training

@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
         "measured speed. On a 2-core CPU (2026-11-30) it scored MIG 0.25 with two seeds "
         "side by side (26 minutes), and 0.48 and 0.45 with one seed at a time (--runs 1, 27 "
         "minutes); docs/quickstart.md has the measurements. On a GPU it stops "
-        "early (60000 steps). "
+        "early (25000 steps, 1.6 M images, where MIG had levelled off). "
         "Re-running with the same --out resumes.",
     )
     p.add_argument("--out", default="quickstart",
