@@ -108,7 +108,7 @@ def register(subparsers: Any) -> None:
                    help="prepare batches in the training thread (no background thread)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels only: bit-identical reruns and resumes on CUDA "
-                   "(slower; CPU runs are deterministic anyway)")
+                   "(may be slower; CPU runs are deterministic anyway)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (exactly)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

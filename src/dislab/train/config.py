@@ -68,7 +68,8 @@ class TrainConfig:
             cuDNN's deterministic convolutions, a fixed cuBLAS workspace). On CUDA the default
             kernels (e.g. cuDNN's weight gradients) add in a varying order, so two runs of one
             config, or a resumed and an uninterrupted run, differ in the last bits; with this
-            on they are identical, at some speed cost. CPU kernels are deterministic anyway.
+            on they are identical (deterministic kernels may be slower). CPU kernels are
+            deterministic anyway.
         pair_options: options of :func:`dislab.data.pairs.pair_batches` (``rate``, ``changes``,
             ``fixed_factors``, ``edge``) for methods whose ``batch_kind`` is ``"pairs"``.
     """
