@@ -10,10 +10,15 @@ the procedural dSprites and, every ``--eval-every`` images, scores 10 000 fixed 
 * ``orientation_<shape>``: the same for orientation within each shape, taken modulo the
   shape's symmetry (square 90°, ellipse 180°, heart 360°), since a square turned by 90° is the
   same image and no encoder can tell those orientations apart;
+* ``orientation_r2_<shape>``: whether the angle is in the code at all, axis-aligned or not: R²
+  of a 10-nearest-neighbour regression from the whole code to the cosine and sine of the angle
+  (modulo the symmetry), fitted on half of the shape's points and scored on the other half;
 * the mean KL of each latent and the reconstruction term.
 
 It stops at ``--images`` or after ``--seconds`` of wall time and writes
 ``OUT/NAME.jsonl`` (one line per evaluation) and the weights ``OUT/NAME.safetensors``.
+``--rescore W.safetensors ...`` prints the same figures for saved weights (the method is read
+from ``--cfg``) instead of training.
 Several processes can share one GPU (each uses one CPU thread plus its batch thread)::
 
     for s in 0 1; do python benchmarks/quickstart_sweep.py --name def_s$s --seed $s \\
@@ -33,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.metrics import mutual_info_score
+from sklearn.neighbors import KNeighborsRegressor
 
 #: orientation values (of dSprites' 40 over 360°) after which each shape looks the same again
 SYMMETRY_PERIOD = {"square": 10, "ellipse": 20, "heart": 40}
@@ -75,6 +81,13 @@ def score(mean: np.ndarray, logvar: np.ndarray, factors: np.ndarray,
         h = mutual_info_score(o, o)
         best = max(mutual_info_score(o, _bins(mean[sel, i])) / h for i in range(d))
         out[f"orientation_{shape}"] = round(float(best), 3)
+        angle = 2 * np.pi * o / SYMMETRY_PERIOD[shape]
+        target = np.stack([np.cos(angle), np.sin(angle)], 1)
+        half = int(sel.sum()) // 2
+        fit = KNeighborsRegressor(10).fit(mean[sel][:half], target[:half])
+        resid = ((fit.predict(mean[sel][half:]) - target[half:]) ** 2).sum()
+        spread = ((target[half:] - target[half:].mean(0)) ** 2).sum()
+        out[f"orientation_r2_{shape}"] = round(float(1 - resid / spread), 3)
     kl = 0.5 * (mean ** 2 + np.exp(logvar) - 1 - logvar)
     out["kl"] = [round(float(v), 2) for v in kl.mean(0)]
     return out
@@ -90,6 +103,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=250_000)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="benchmarks/out/quickstart_sweep")
+    ap.add_argument("--rescore", nargs="+", default=None, metavar="WEIGHTS",
+                    help="score saved weights instead of training")
     a = ap.parse_args()
 
     from dislab.train import Trainer
@@ -103,15 +118,26 @@ def main() -> None:
     images = data.images_from_index(idx)
     names = list(data.factor_names)
 
-    def evaluate() -> dict[str, Any]:
-        tr.model.eval()
+    def evaluate(model: Any = None) -> dict[str, Any]:
+        model = tr.model if model is None else model
+        model.eval()
         with torch.no_grad():
-            outs = [tr.model.encode(torch.from_numpy(images[s:s + 1000]).to(tr.device))
+            outs = [model.encode(torch.from_numpy(images[s:s + 1000]).to(tr.device))
                     for s in range(0, len(images), 1000)]
-        tr.model.train()
+        model.train()
         mean = torch.cat([o[0] for o in outs]).float().cpu().numpy()
         logvar = torch.cat([o[1] for o in outs]).float().cpu().numpy()
         return score(mean, logvar, factors, names)
+
+    if a.rescore:
+        from dislab.train.checkpoint import load_weights
+
+        for w in a.rescore:
+            load_weights(w, tr.model)
+            row = {k: v for k, v in evaluate().items() if k != "kl"}
+            print(w, json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
+        tr.close()
+        return
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
