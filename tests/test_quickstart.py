@@ -79,6 +79,17 @@ def test_bad_budget_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert cfg["model"] == "beta_tcvae" and cfg["hparams"]["beta"] == 6.0
     assert "gamma" not in cfg["hparams"] and cfg["batch_size"] == 16
     assert cfg["pair_options"] == {}
+    # --hparam changes one hyper-parameter and keeps the quickstart's others
+    assert dislab_main(["quickstart", "--out", str(tmp_path / "e"), "--steps", "2",
+                        "--metrics", "mig", "--data", "test_qs_sprites16", "--batch-size", "16",
+                        "--latent-dim", "3", "--hparam", "gamma=3", "--quiet",
+                        "--runs", "1"]) == 0
+    hp = json.loads((tmp_path / "e" / "config.json").read_text())["hparams"]
+    assert hp["gamma"] == 3 and hp["one_change"] == quickstart.QUICKSTART["hparams"]["one_change"]
+    assert "--hparam" in _help()
+    capsys.readouterr()
+    assert dislab_main(["quickstart", "--out", str(tmp_path / "f"), "--hparam", "gamma"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err and not (tmp_path / "f").exists()
 
 
 def _help() -> str:

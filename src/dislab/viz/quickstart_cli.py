@@ -8,6 +8,27 @@ from typing import Any
 __all__ = ["register"]
 
 
+def hparams_from_flags(items: list[str], model: str | None) -> dict[str, Any] | None:
+    """The quickstart's hyper-parameters of ``model`` with ``NAME=VALUE`` items laid over them
+    (``None`` when there are none)."""
+    from dislab.errors import DislabError
+    from dislab.quickstart import OTHER_METHODS, QUICKSTART
+    from dislab.train.cli import _parse_value
+
+    if not items:
+        return None
+    if model is None or model == QUICKSTART["model"]:
+        hparams = dict(QUICKSTART["hparams"])
+    else:
+        hparams = dict(OTHER_METHODS.get(model, {}).get("hparams", {}))
+    for item in items:
+        if "=" not in item:
+            raise DislabError(f"--hparam expects NAME=VALUE (e.g. gamma=3), got {item!r}.")
+        k, v = item.split("=", 1)
+        hparams[k.strip().replace("-", "_")] = _parse_value(v)
+    return hparams
+
+
 def _quickstart(args: argparse.Namespace) -> int:
     from dislab.quickstart import run
 
@@ -15,6 +36,9 @@ def _quickstart(args: argparse.Namespace) -> int:
     for key in ("model", "data", "batch_size", "latent_dim", "arch"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    hparams = hparams_from_flags(args.hparam, args.model)
+    if hparams is not None:
+        overrides["hparams"] = hparams
     run(out=args.out, minutes=args.minutes, seed=args.seed, device=args.device,
         steps=args.steps, metrics=args.metrics, progress=not args.quiet, runs=args.runs,
         **overrides)
@@ -56,6 +80,9 @@ def register(subparsers: Any) -> None:
                    help="auto (default: CUDA if available, else CPU), cpu, cuda")
     p.add_argument("--model", default=None,
                    help="method to train instead of slow_vae (e.g. beta_tcvae; its defaults)")
+    p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                   help="change one of the method's hyper-parameters, keeping the quickstart's "
+                   "others (repeatable; e.g. --hparam gamma=3; `dislab models` lists them)")
     p.add_argument("--quiet", action="store_true",
                    help="print nothing: no progress bars and no summary (the report is "
                    "still written: OUT/index.html opens it)")
