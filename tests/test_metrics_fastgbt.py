@@ -66,6 +66,15 @@ def test_parallel_and_serial_growth_agree(monkeypatch: pytest.MonkeyPatch) -> No
     np.testing.assert_array_equal(serial.feature_importances_, parallel.feature_importances_)
 
 
+def test_serial_and_parallel_builds_are_cached_apart() -> None:
+    # numba's disk cache does not tell parallel=True from False under one function name: with
+    # one name, the build cached first (serial) was loaded for both and nothing ran in parallel
+    jit = fastgbt._compile()
+    assert jit["parallel"].targetoptions.get("parallel")
+    assert not jit["serial"].targetoptions.get("parallel")
+    assert jit["parallel"].py_func.__qualname__ != jit["serial"].py_func.__qualname__
+
+
 def _scalar_exp(a: np.ndarray) -> np.ndarray:
     """``exp`` element by element with the C library's scalar exp, as the compiled code calls
     it (numpy's SIMD exp on AVX-512 CPUs can differ in the last bit, which flips near-ties)."""

@@ -36,6 +36,7 @@ import numpy as np
 __all__ = ["available", "ExactGBClassifier"]
 
 import importlib.util
+import types
 
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 prange = range  # numba's prange replaces it in the compiled functions (see _compile)
@@ -332,6 +333,13 @@ def _predict_impl(x, feat, thr, val, lr, raw0):
 _COMPILED: dict[str, Any] = {}
 
 
+def _renamed(fn: Any, name: str) -> Any:
+    """The same function under another name (its own numba cache entry)."""
+    g = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = name
+    return g
+
+
 def _compile() -> dict[str, Any]:
     """Compile on first use (numba is imported only when a booster is fitted)."""
     global _grow_tree, _root_scan, prange
@@ -341,8 +349,12 @@ def _compile() -> dict[str, Any]:
         prange = numba.prange
         _grow_tree = numba.njit(cache=True)(_grow_tree)
         _root_scan = numba.njit(cache=True)(_root_scan)
-        _COMPILED["serial"] = numba.njit(cache=True)(_fit_impl)
-        _COMPILED["parallel"] = numba.njit(cache=True, parallel=True)(_fit_impl)
+        # Two names for the two builds: numba's on-disk cache is keyed by the function's name
+        # and signature but not by ``parallel``, so under one name whichever build was cached
+        # first (the serial one: DCI fits the 3-class shape first) was loaded for both.
+        _COMPILED["serial"] = numba.njit(cache=True)(_renamed(_fit_impl, "_fit_serial"))
+        _COMPILED["parallel"] = numba.njit(cache=True, parallel=True)(
+            _renamed(_fit_impl, "_fit_parallel"))
         _COMPILED["predict"] = numba.njit(cache=True)(_predict_impl)
     return _COMPILED
 
