@@ -47,11 +47,13 @@ SHAPES = ("square", "ellipse", "heart")
 
 def trainer_config(name: str, cfg: str, seed: int, device: str) -> dict[str, Any]:
     """The quickstart's training config with ``cfg`` (JSON) laid over it."""
+    from dislab import models
     from dislab.quickstart import QUICKSTART
 
     over = json.loads(cfg)
     base = {**QUICKSTART, **over}
-    if base["model"] not in ("slow_vae", "ada_gvae", "pcl") and "pair_options" not in over:
+    pairs = getattr(models.get_class(base["model"]), "batch_kind", "single") == "pairs"
+    if not pairs and "pair_options" not in over:
         base["pair_options"] = {}  # methods trained on single images take no pair options
     return {**base, "seed": seed, "steps": 10**9, "out": f"/tmp/quickstart_sweep_{name}",
             "tensorboard": False, "threads": 1, "compile": False, "device": device}

@@ -107,9 +107,9 @@ def _status(run_dir: Path) -> dict[str, Any]:
 
 
 def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    from dislab.study.plan import default_workers  # the usable cores
+
+    return default_workers()
 
 
 def default_runs(device: str = "auto") -> int:
@@ -126,9 +126,14 @@ def _child_main() -> None:
     cfg = json.loads(sys.argv[1])
     if len(sys.argv) > 2 and sys.argv[2]:
         importlib.import_module(sys.argv[2])  # a data set registered outside dislab
+    _fit_one(cfg, progress=False)
+
+
+def _fit_one(cfg: dict[str, Any], progress: bool) -> None:
+    """Train ``cfg`` to its ``steps``, resuming its run folder if it holds one."""
     from dislab.train import fit
 
-    fit(cfg, progress=False, resume=(Path(cfg["out"]) / "config.json").exists())
+    fit(cfg, progress=progress, resume=(Path(cfg["out"]) / "config.json").exists())
 
 
 def _logged_step(run_dir: Path) -> int:
@@ -147,12 +152,8 @@ def _fit_all(cfgs: list[dict[str, Any]], target: int, progress: bool) -> None:
     """Train every candidate to step ``target``: in this process when there is one, else one
     spawned process per candidate (each on ``cfg["threads"]`` threads), with a progress bar of
     their summed steps."""
-    from dislab.train import fit
-
     if len(cfgs) == 1:
-        cfg = cfgs[0]
-        fit({**cfg, "steps": target}, progress=progress,
-            resume=(Path(cfg["out"]) / "config.json").exists())
+        _fit_one({**cfgs[0], "steps": target}, progress)
         return
     import subprocess
 

@@ -70,6 +70,19 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def parse_assignments(items: list[str], flag: str, form: str = "KEY=VALUE"
+                      ) -> dict[str, Any]:
+    """``{key: value}`` of ``KEY=VALUE`` command-line items (values parsed as JSON where they
+    parse); anything without ``=`` is a DislabError naming ``flag``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise DislabError(f"{flag} expects {form}, got {item!r}.")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -149,13 +162,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     for items, key, flag in ((args.data_option, "data_options", "--data-option"),
                              (args.pair_option, "pair_options", "--pair-option")):
         if items:
-            opts = dict(base.get(key) or {})
-            for item in items:
-                if "=" not in item:
-                    raise DislabError(f"{flag} expects KEY=VALUE, got {item!r}.")
-                k, v = item.split("=", 1)
-                opts[k.strip()] = _parse_value(v)
-            base[key] = opts
+            base[key] = {**(base.get(key) or {}), **parse_assignments(items, flag)}
     for name, flag in (("compile", args.compile), ("channels_last", args.channels_last)):
         if flag is not None:
             base[name] = {"auto": "auto", "on": True, "off": False}[flag]
@@ -165,12 +172,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         base["prefetch"] = False
     if args.deterministic:
         base["deterministic"] = True
-    given: dict[str, Any] = {}
-    for item in args.hparam:
-        if "=" not in item:
-            raise DislabError(f"--hparam expects NAME=VALUE, got {item!r}.")
-        k, v = item.split("=", 1)
-        given[k.strip().replace("-", "_")] = _parse_value(v)
+    given = {k.replace("-", "_"): v
+             for k, v in parse_assignments(args.hparam, "--hparam", "NAME=VALUE").items()}
     for key, value in vars(args).items():
         if key.startswith("hp__") and value is not None:
             given[key[4:]] = value

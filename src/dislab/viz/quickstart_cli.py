@@ -11,9 +11,8 @@ __all__ = ["register"]
 def hparams_from_flags(items: list[str], model: str | None) -> dict[str, Any] | None:
     """The quickstart's hyper-parameters of ``model`` with ``NAME=VALUE`` items laid over them
     (``None`` when there are none)."""
-    from dislab.errors import DislabError
     from dislab.quickstart import OTHER_METHODS, QUICKSTART
-    from dislab.train.cli import _parse_value
+    from dislab.train.cli import parse_assignments
 
     if not items:
         return None
@@ -21,12 +20,8 @@ def hparams_from_flags(items: list[str], model: str | None) -> dict[str, Any] | 
         hparams = dict(QUICKSTART["hparams"])
     else:
         hparams = dict(OTHER_METHODS.get(model, {}).get("hparams", {}))
-    for item in items:
-        if "=" not in item:
-            raise DislabError(f"--hparam expects NAME=VALUE (e.g. gamma=3), got {item!r}.")
-        k, v = item.split("=", 1)
-        hparams[k.strip().replace("-", "_")] = _parse_value(v)
-    return hparams
+    given = parse_assignments(items, "--hparam", "NAME=VALUE (e.g. gamma=3)")
+    return {**hparams, **{k.replace("-", "_"): v for k, v in given.items()}}
 
 
 def _quickstart(args: argparse.Namespace) -> int:
