@@ -2,11 +2,13 @@
 
 Every metric is ``score(data, representation, rng, **params) -> dict[str, float]``; see
 :mod:`dislab.metrics.base` for the shared contract, :func:`evaluate` for the suite,
-:func:`evaluate_run` for a training run and :func:`encode_grid` for the code cache.
+:func:`evaluate_run` for a training run, :func:`encode_grid` for the code cache and
+:func:`score` for codes and factors you already have as arrays.
 """
 
 import importlib
 
+from dislab.metrics.arrays import score, score_records
 from dislab.metrics.base import (
     CodeTable,
     MetricError,
@@ -34,6 +36,11 @@ _METRIC_MODULES = [
     "dotran",
     "chen_mig",
     "elbo_decomposition",
+    "mcc",
+    "dci_es",
+    "infomec",
+    "mig_sup",
+    "dcimig",
 ]
 for _name in _METRIC_MODULES:
     try:
@@ -59,4 +66,6 @@ __all__ = [
     "posterior_index",
     "register_metric",
     "run_metrics",
+    "score",
+    "score_records",
 ]

@@ -110,8 +110,9 @@ def dci(
     data = check_data(data)
     num_train = check_count(num_train, 2, "num_train")
     num_test = check_count(num_test, 1, "num_test")
-    codes, factors = sample_codes(data, representation, num_train, rng)
-    codes_test, factors_test = sample_codes(data, representation, num_test, rng)
+    codes, factors = sample_codes(data, representation, num_train, rng, split="train")
+    codes_test, factors_test = sample_codes(data, representation, num_test, rng,
+                                            split="test")
     r, train_acc, test_acc = importance_matrix(codes, factors, codes_test, factors_test, rng,
                                                booster)
     return {

@@ -93,8 +93,8 @@ def downstream_task(
     out: dict[str, float] = {}
     sizes = [check_count(n, 2, "each num_train size") for n in num_train]
     for n in sorted(sizes, reverse=True):
-        x, f = sample_codes(data, representation, n, rng)
-        xt, ft = sample_codes(data, representation, num_test, rng)
+        x, f = sample_codes(data, representation, n, rng, split="train")
+        xt, ft = sample_codes(data, representation, num_test, rng, split="test")
         seeds = [sklearn_seed(rng) for _ in range(data.num_factors)]
         score = partial(_fit_and_score, predictor, booster, x, f, xt, ft, seeds)
         if predictor == "logistic_regression":

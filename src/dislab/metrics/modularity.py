@@ -80,8 +80,9 @@ def modularity_explicitness(
     data = check_data(data)
     num_train = check_count(num_train, 2, "num_train")
     num_test = check_count(num_test, 1, "num_test")
-    codes, factors = sample_codes(data, representation, num_train, rng)
-    codes_test, factors_test = sample_codes(data, representation, num_test, rng)
+    codes, factors = sample_codes(data, representation, num_train, rng, split="train")
+    codes_test, factors_test = sample_codes(data, representation, num_test, rng,
+                                            split="test")
     m = discrete_mutual_info(discretize(codes, discretizer, num_bins), factors)
     x_train, x_test = normalize_data(codes, codes_test)
     seed = sklearn_seed(rng)

@@ -62,13 +62,19 @@ def sample_codes(
     num_points: int,
     rng: np.random.Generator,
     batch_size: int = 256,
+    split: str = "all",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Codes ``(n, d)`` and factors ``(n, K)`` of ``num_points`` points drawn from ``data``.
 
     The counterpart of disentanglement_lib's ``generate_batch_factor_code`` (untransposed).
     Points are drawn with the data set's sampler (uniform over the grid by default).
+    ``split`` ("train", "test" or "all") says what the points are for: a data set of fixed
+    samples (:class:`dislab.metrics.arrays.SampleData`) draws them from that part of its
+    train/test split; a grid ignores it.
     """
-    index = data.sample_index(num_points, rng)
+    by_split = getattr(data, "sample_split_index", None)
+    index = (by_split(num_points, rng, split) if by_split is not None
+             else data.sample_index(num_points, rng))
     return encode_index(data, representation, index, batch_size), data.factors(index)
 
 
