@@ -134,3 +134,28 @@ def test_infomec_through_score_orders_representations() -> None:
     b = score(rot, f, "infomec")["infomec"]
     assert a["infom"] > 0.9 and a["infoc"] > 0.9 and a["infoe"] > 0.9
     assert b["infom"] < a["infom"] - 0.3 and b["infoc"] < a["infoc"] - 0.3
+
+
+def test_listed_by_cli_and_shown_in_reports(capsys) -> None:
+    import pandas as pd
+
+    from dislab.cli import main
+    from dislab.viz.run_report import headline_metrics
+    from dislab.viz.study_plots import headline_metrics as study_headline
+
+    assert main(["metrics"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("mcc", "dci_es", "infomec", "mig_sup", "dcimig"):
+        assert f"\n{name}  " in "\n" + listed
+    record = {"metrics": {"mcc": {"values": {"mcc": 0.9}},
+                          "dci_es": {"values": {"explicitness": 0.8, "size": 1.0}},
+                          "infomec": {"values": {"infom": 0.7, "infoe": 0.6, "infoc": 0.5}}}}
+    assert dict(headline_metrics(record)) == {"MCC": 0.9, "DCI-ES explicitness": 0.8,
+                                              "InfoM": 0.7}
+    frame = pd.DataFrame({c: [0.5, 0.6] for c in [
+        "metric.mcc.mcc", "metric.mcc.mcc_spearman", "metric.dci_es.explicitness",
+        "metric.dci_es.size", "metric.infomec.infom", "metric.infomec.infoc",
+        "metric.mig_sup.mig_sup", "metric.mig_sup.mig_sup_z0", "metric.dcimig.dcimig"]})
+    assert set(study_headline(frame)) == {
+        "metric.mcc.mcc", "metric.dci_es.explicitness", "metric.infomec.infom",
+        "metric.mig_sup.mig_sup", "metric.dcimig.dcimig"}

@@ -46,6 +46,9 @@ HEADLINE = [
     ("beta_vae", "eval_accuracy", "BetaVAE score"),
     ("sap", "SAP_score", "SAP"),
     ("dotran", "rmig", "RMIG"),
+    ("mcc", "mcc", "MCC"),
+    ("dci_es", "explicitness", "DCI-ES explicitness"),
+    ("infomec", "infom", "InfoM"),
 ]
 
 #: One-line descriptions used where a metric's docstring starts with just its name.

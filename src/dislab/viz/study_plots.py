@@ -57,8 +57,10 @@ MIN_RUNS = 5
 #: Preferred key of a metric's result dict, in order (disentanglement_lib's key names).
 _HEADLINE_KEYS = ["eval_accuracy", "discrete_mig", "mig", "disentanglement", "modularity_score",
                   "SAP_score", "sap_score", "IRS", "irs", "score"]
-#: Metrics whose headline key is not one of the above (Do & Tran 2020: WINDIN, higher = better).
-_HEADLINE_BY_METRIC = {"dotran": "windin", "dotran_sampling": "windin"}
+#: Metrics whose headline key is not one of the above (Do & Tran 2020: WINDIN, higher = better;
+#: DCI-ES: explicitness; InfoMEC: InfoM). MCC, MIG-sup, DCIMIG, UDR: the key named as the metric.
+_HEADLINE_BY_METRIC = {"dotran": "windin", "dotran_sampling": "windin",
+                       "dci_es": "explicitness", "infomec": "infom"}
 #: Metric results that are not a disentanglement score (used by their own plots).
 _NON_HEADLINE = re.compile(r"unsupervised|downstream|fairness|total_correlation|sampled|"
                            r"elbo_decomposition")
