@@ -37,6 +37,7 @@ SMALL = {
     "dcimig": {"num_train": 300},
     "elbo_decomposition": {"num_samples": 100, "max_components": 50, "num_minibatches": 2},
     "mig_chen": {"num_samples": 200, "max_components": 30},
+    "reduced_downstream": {"num_train": [60], "num_test": 40},
 }
 
 
@@ -92,7 +93,8 @@ def test_torch_input_and_factor_kinds() -> None:
     assert rec["data"]["factor_kinds"] == ["discrete"] and rec["data"]["factor_sizes"] == [2]
 
 
-@pytest.mark.parametrize("name", ["beta_vae", "factor_vae", "irs"])
+@pytest.mark.parametrize("name", ["beta_vae", "factor_vae", "irs", "fairness",
+                                  "strong_downstream"])
 def test_intervention_metrics_say_what_they_need(name: str) -> None:
     f, mean, _ = _grid_codes()
     with pytest.raises(MetricError, match="evaluate"):

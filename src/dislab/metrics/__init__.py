@@ -41,6 +41,9 @@ _METRIC_MODULES = [
     "infomec",
     "mig_sup",
     "dcimig",
+    "fairness",
+    "reduced_downstream",
+    "strong_downstream",
 ]
 for _name in _METRIC_MODULES:
     try:

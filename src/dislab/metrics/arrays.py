@@ -44,6 +44,10 @@ INTERVENTION_METRICS = {
     "beta_vae": "pairs of observations that share one factor's value (Higgins et al. 2017)",
     "factor_vae": "batches of observations with one factor fixed (Kim & Mnih 2018)",
     "irs": "observations with some factors intervened on (Suter et al. 2019)",
+    "fairness": "observations with the sensitive factor set to each of its values "
+                "(Locatello et al. 2019, fairness)",
+    "strong_downstream": "training observations with one factor fixed and test observations "
+                         "with its other values",
 }
 #: Metrics whose estimators sum over a full factor grid in grid order (allowed when the rows
 #: are exactly such a grid).
