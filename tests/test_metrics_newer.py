@@ -145,7 +145,8 @@ def test_listed_by_cli_and_shown_in_reports(capsys) -> None:
 
     assert main(["metrics"]) == 0
     listed = capsys.readouterr().out
-    for name in ("mcc", "dci_es", "infomec", "mig_sup", "dcimig"):
+    for name in ("mcc", "dci_es", "infomec", "mig_sup", "dcimig", "fairness",
+                 "reduced_downstream", "strong_downstream", "udr"):
         assert f"\n{name}  " in "\n" + listed
     record = {"metrics": {"mcc": {"values": {"mcc": 0.9}},
                           "dci_es": {"values": {"explicitness": 0.8, "size": 1.0}},

@@ -71,6 +71,10 @@ def _list(args: argparse.Namespace) -> int:
             print(f"    {spec.description}")
         params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
         print(f"    defaults: {params}")
+    # a score of several runs, not of one representation: not in the registry
+    print("udr  [across runs: `dislab analyze udr RUN_DIR...`]\n"
+          "    Unsupervised disentanglement ranking (Duan et al. 2020), dislab.metrics.udr.\n"
+          "    defaults: num_data_points=1000, correlation='lasso', kl_filter_threshold=0.01")
     return 0
 
 

@@ -17,6 +17,10 @@
   and whether the top latents align with the same factors across seeds.
 * :func:`analyze_effective_factors` / :func:`analyze_latent_order` — the two analyses over many
   run folders: a table (CSV + Parquet) and figures.
+* :func:`analyze_udr` — Duan et al.'s (2020) unsupervised disentanglement ranking of runs
+  against the other seeds of their hyper-parameters (:mod:`dislab.metrics.udr`), written into
+  each run's ``metrics.json`` (and a study run's ``result.json``, so that the study table and
+  report get a ``udr`` column).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "ordering_agreement",
     "analyze_effective_factors",
     "analyze_latent_order",
+    "analyze_udr",
 ]
 
 #: Informativeness (nats) above which a latent counts as carrying information. A latent whose
@@ -403,3 +408,94 @@ def analyze_latent_order(run_dirs: Sequence[Any],
     fig.savefig(out / "latent_order.png", dpi=150)
     plt.close(fig)
     return df
+
+
+# -- UDR ------------------------------------------------------------------------------------
+def _model_dir(r: Any) -> Path:
+    """A training run folder, given it or a study run folder (``runs/<id>/`` with ``model/``)."""
+    r = Path(r)
+    if (r / "model.safetensors").exists():
+        return r
+    if (r / "model" / "model.safetensors").exists():
+        return r / "model"
+    raise DislabError(f"{str(r)!r} is not a trained run folder (no model.safetensors there or "
+                      "in its model/ folder); give folders written by `dislab train` or a "
+                      "study's runs/<id>/ folders.")
+
+
+def _udr_group(config: Any) -> str:
+    hp = ",".join(f"{k}={v}" for k, v in sorted(dict(config.hparams).items()))
+    opts = ",".join(f"{k}={v}" for k, v in sorted(dict(config.data_options).items()))
+    return (f"{config.model}({hp}) on {config.data}"
+            + (f"[{opts}]" if opts else "") + f" d={config.latent_dim}")
+
+
+def _record_udr(model_dir: Path, values: dict[str, float], params: dict[str, Any]) -> None:
+    from dislab.study.runner import read_json, write_json_atomic
+
+    path = model_dir / "metrics.json"
+    record = read_json(path) or {}
+    record.setdefault("metrics", {})["udr"] = {"values": values, "params": params,
+                                               "seed": params["seed"]}
+    write_json_atomic(path, record)
+    result_path = model_dir.parent / "result.json"  # a study run: runs/<id>/model
+    result = read_json(result_path) if model_dir.name == "model" else None
+    if isinstance(result, dict):
+        result.setdefault("metrics", {})["udr"] = values
+        write_json_atomic(result_path, result)
+
+
+def analyze_udr(run_dirs: Sequence[Any], out: str | os.PathLike[str] = "analysis",
+                num_data_points: int = 1000, correlation: str = "lasso",
+                filter_low_kl: bool = True, kl_filter_threshold: float = 0.01,
+                by: str = "hparams", seed: int = 0, write: bool = True,
+                progress: bool = True) -> Any:
+    """UDR of each run against the other runs of its group (:mod:`dislab.metrics.udr`).
+
+    Groups: ``by="hparams"`` (the paper's: same method, hyper-parameters, data set and latent
+    size; the seeds differ) or ``"all"`` (every given run against every other). All runs of a
+    group are encoded on the same ``num_data_points`` grid points (drawn with ``seed``) from
+    their ``codes.npz`` (encoded and cached first if missing). A run alone in its group gets
+    no score. Writes ``OUT/udr.csv``/``.parquet`` and, with ``write``, a ``udr`` entry in
+    each scored run's ``metrics.json`` (and a study run's ``result.json``). Returns the table.
+    """
+    from dislab.metrics.udr import mean_kl, udr_scores
+
+    if by not in ("hparams", "all"):
+        raise DislabError(f"by must be 'hparams' or 'all', got {by!r}.")
+    if int(num_data_points) < 10:
+        raise DislabError(f"num_data_points must be at least 10, got {num_data_points}.")
+    if not run_dirs:
+        raise DislabError("give at least two run folders.")
+    runs = []
+    for r in run_dirs:
+        model_dir = _model_dir(r)
+        table, data, config = _codes_for(model_dir, progress)
+        runs.append({"dir": model_dir, "table": table, "data": data, "config": config,
+                     "group": "all" if by == "all" else _udr_group(config)})
+    rows = []
+    params = {"num_data_points": int(num_data_points), "correlation": correlation,
+              "filter_low_kl": bool(filter_low_kl),
+              "kl_filter_threshold": float(kl_filter_threshold), "by": by, "seed": int(seed)}
+    for group in dict.fromkeys(r["group"] for r in runs):
+        members = [r for r in runs if r["group"] == group]
+        sizes = {len(r["table"]) for r in members}
+        if len(sizes) > 1:
+            raise DislabError(f"runs of group {group!r} were encoded on data sets of different "
+                              f"sizes {sorted(sizes)}; UDR compares codes of the same inputs.")
+        scores = [float("nan")] * len(members)
+        if len(members) > 1:
+            index = np.random.default_rng(seed).integers(0, sizes.pop(), int(num_data_points))
+            means = [m["table"].mean[index] for m in members]
+            kls = [mean_kl(m["table"].mean[index],
+                           None if m["table"].logvar is None else m["table"].logvar[index])
+                   for m in members]
+            scores = list(udr_scores(means, kls, correlation, filter_low_kl,
+                                     kl_filter_threshold)[0])
+        for m, sc in zip(members, scores):
+            rows.append({"run": str(m["dir"]), "group": group, "seed": m["config"].seed,
+                         "num_models": len(members), "udr": sc})
+            if write and np.isfinite(sc):
+                _record_udr(m["dir"], {"udr": float(sc), "num_models": float(len(members))},
+                            params)
+    return _save_table(rows, Path(out), "udr")

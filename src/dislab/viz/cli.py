@@ -63,6 +63,17 @@ def _order(args: argparse.Namespace) -> int:
     return 0
 
 
+def _udr(args: argparse.Namespace) -> int:
+    from dislab.viz.analyze import analyze_udr
+
+    df = analyze_udr(args.run_dir, out=args.out, num_data_points=args.num_data_points,
+                     correlation=args.correlation, by=args.by, seed=args.seed,
+                     write=not args.no_write, progress=not args.quiet)
+    _print_table(df, ["group", "seed", "num_models", "udr", "run"])
+    print(f"table: {args.out}/udr.csv")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``report``, ``traverse`` and ``analyze`` to the ``dislab`` command."""
     p = subparsers.add_parser(
@@ -111,7 +122,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_traverse)
 
     p = subparsers.add_parser(
-        "analyze", help="analyses across runs (Do & Tran 2020): effective factors, latent order",
+        "analyze", help="analyses across runs: effective factors, latent order (Do & Tran 2020), "
+        "UDR (Duan et al. 2020)",
         description="Analyses of informativeness across trained runs.",
     )
     sub = p.add_subparsers(dest="analysis", metavar="ANALYSIS")
@@ -145,4 +157,28 @@ def register(subparsers: Any) -> None:
     q.add_argument("--top-k", type=int, default=None, help="top latents compared")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.set_defaults(func=_order)
+    q = sub.add_parser(
+        "udr", help="unsupervised disentanglement ranking (Duan et al. 2020) across seeds",
+        description="UDR of each run: how well its latents are matched one-to-one by the "
+        "latents of the other runs of its group (same method, hyper-parameters, data set and "
+        "latent size; other seeds), from Lasso (or Spearman) similarities of their posterior "
+        "means on the same grid points, latents with mean KL <= 0.01 left out; the median "
+        "over the other runs (disentanglement_lib's udr_sklearn). Needs no factors. Writes "
+        "OUT/udr.csv/.parquet, a 'udr' entry in each run's metrics.json and, for a study's "
+        "runs/<id>/ folders, in result.json (so `dislab study report` shows a udr column). "
+        "Example: dislab analyze udr study/runs/*",
+    )
+    q.add_argument("run_dir", nargs="+", help="run folders (or a study's runs/<id>/ folders)")
+    q.add_argument("--out", default="analysis", help="output folder (default ./analysis)")
+    q.add_argument("--num-data-points", type=int, default=1000,
+                   help="grid points encoded by every run (default 1000)")
+    q.add_argument("--correlation", choices=["lasso", "spearman"], default="lasso",
+                   help="latent similarity (default lasso)")
+    q.add_argument("--by", choices=["hparams", "all"], default="hparams",
+                   help="compare runs with the same hyper-parameters (default) or all of them")
+    q.add_argument("--seed", type=int, default=0, help="seed that draws the points")
+    q.add_argument("--no-write", action="store_true",
+                   help="only write the table, not the runs' metrics.json / result.json")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=_udr)
     p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
