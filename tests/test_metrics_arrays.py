@@ -139,3 +139,17 @@ def test_readme_snippet_runs(tmp_path, monkeypatch) -> None:
     for name in ("mig", "dci", "sap", "mcc", "dci_es", "infomec"):
         assert name in scores
     assert scores["mcc"]["mcc"] > 0.95
+
+
+def test_all_runs_every_sample_metric() -> None:
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 3, size=(150, 2))
+    codes = f + 0.1 * rng.normal(size=f.shape)
+    rec = score_records(codes, f, "all", params={"dci_es": {"capacities": [1, 2]}})
+    ran = set(rec["results"])
+    assert {"mig", "sap", "dci", "modularity", "unsupervised", "downstream_logistic_regression",
+            "downstream_boosted_trees", "mcc", "dci_es", "infomec", "mig_sup", "dcimig",
+            "reduced_downstream"} <= ran
+    assert not ran & {"beta_vae", "factor_vae", "irs", "fairness", "strong_downstream",
+                      "dotran", "mig_chen"}
+    assert "elbo_decomposition" in rec["skipped"]  # no logvar given

@@ -209,6 +209,12 @@ def _prepare(
                       int(seed))
     table = CodeTable(codes.astype(np.float32),
                       None if logvar is None else _to_numpy(logvar, "logvar").astype(np.float32))
+    if metrics == "all":  # every registered metric that can run on these samples
+        from dislab.metrics.registry import available
+
+        full_grid = data.is_full_grid
+        metrics = [m for m in available() if m not in INTERVENTION_METRICS
+                   and (m not in GRID_METRICS or full_grid)]
     names_run = resolve_metrics(metrics if metrics is not None else DEFAULT_SCORE_METRICS)
     for name in names_run:
         if name in INTERVENTION_METRICS:
@@ -275,8 +281,9 @@ def score(
     ``factors``: ``(N, K)`` (or ``(N,)``), discrete class labels or continuous values;
     ``factor_kinds``: ``"discrete"``/``"continuous"``, one per factor or one for all; by default
     a column of integers (or strings, booleans) is discrete, any other numeric column
-    continuous. ``metrics``: names, ``"a,b"``, ``"all"`` or ``None`` for MIG, SAP, DCI,
-    modularity, MCC, DCI-ES and InfoMEC. ``seed`` fixes the train/test split and every metric's
+    continuous. ``metrics``: names, ``"a,b"``, ``"all"`` (every metric that needs only samples;
+    those that need q(z|x) only with ``logvar``) or ``None`` for MIG, SAP, DCI, modularity,
+    MCC, DCI-ES and InfoMEC. ``seed`` fixes the train/test split and every metric's
     random stream. ``logvar`` ``(N, d)``: posterior log-variances for the metrics that need
     q(z|x). ``sampling``/``test_fraction``: see the module docstring (default: 80/20 split).
     ``num_bins``: bins of the discretiser of continuous factors. ``params`` overrides metric
