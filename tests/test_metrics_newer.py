@@ -28,7 +28,7 @@ def test_new_metrics_are_registered() -> None:
 
 
 def test_mcc_known_answers() -> None:
-    # icebeem metrics/mcc.py mean_corr_coef: |corr| matched by linear_sum_assignment(-|C|).
+    # icebeem metrics/mcc.py mean_corr_coef_np: |corr| matched by linear_sum_assignment(-|C|).
     # Codes (f1, f0 + f1) on the balanced grid: |C| = [[0, 1/sqrt2], [1, 1/sqrt2]], the best
     # matching f0 -> z1, f1 -> z0 gives (1/sqrt2 + 1) / 2 (by hand). Ranks of these values are
     # affine in them, so Spearman gives the same.

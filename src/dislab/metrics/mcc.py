@@ -6,7 +6,7 @@ Spearman = Pearson of the ranks) are matched one factor to one code by the Hunga
 (maximum total absolute correlation); MCC is the mean matched ``|C|`` over the factors.
 Reference code: bethgelab/slow_disentanglement, ``mcc_metric/metric.py`` (``correlation``,
 ``_compute_mcc``, a disentanglement_lib metric on ``num_train`` sampled points) and
-ilkhem/icebeem ``metrics/mcc.py`` (``mean_corr_coef``, ``scipy.optimize.linear_sum_assignment``
+ilkhem/icebeem ``metrics/mcc.py`` (``mean_corr_coef_np``, ``scipy.optimize.linear_sum_assignment``
 on ``-|C|``).
 
 With more codes than factors the Slow-VAE code pads the factors with Gaussian-noise rows
