@@ -29,7 +29,7 @@ SMALL = {
     "dci": {"num_train": 200, "num_test": 100},
     "modularity": {"num_train": 200, "num_test": 100},
     "unsupervised": {"num_train": 200},
-    "downstream_logistic_regression": {"num_train": [10, 40], "num_test": 50},
+    "downstream_boosted_trees": {"num_train": [10, 40], "num_test": 50},
     "mcc": {"num_train": 300},
     "dci_es": {"num_train": 200, "num_test": 100, "capacities": [1, 2, 4]},
     "infomec": {"num_train": 200},
