@@ -166,6 +166,9 @@ def run_metrics(
         if spec.needs_posterior and not _has_posterior(representation):
             skipped[name] = "needs the posterior q(z|x) (log-variances); the codes have none"
             continue
+        if spec.needs_factors and data.num_factors == 0:
+            skipped[name] = "needs factor labels; the data set has none (unlabelled)"
+            continue
         kwargs = dict(params.get(name, {}))
         unknown = set(kwargs) - set(spec.defaults)
         if unknown:
