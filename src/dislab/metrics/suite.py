@@ -130,7 +130,7 @@ def run_metrics(
     for a function representation on a data set of at most ``AUTO_CACHE_MAX`` points;
     ``True``/``False`` force it on/off.
     """
-    data = check_data(data)
+    data = check_data(data, needs_factors=False)
     names = resolve_metrics(metrics)
     params = dict(params or {})
     for name in params:
