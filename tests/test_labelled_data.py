@@ -207,7 +207,6 @@ def test_from_arrays_layouts_values_and_errors() -> None:
     with pytest.raises(DataError, match="row index out of range"):
         d.images_from_index([6])
     with pytest.raises(DataError, match="draws its rows uniformly"):
-        dd.load  # noqa: B018
         d.set_sampler(lambda n, r: None)
 
 
