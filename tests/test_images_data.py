@@ -97,3 +97,18 @@ def test_train_evaluate_and_report_without_labels(tmp_path: Path) -> None:
     assert "no factor labels" in page and "no factors" in page
     assert (run / "report" / "reconstructions.png").exists()
     assert not (run / "report" / "mutual_information.png").exists()
+
+
+def test_data_show_and_list_without_a_grid(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "imgs", n=12)
+    out = tmp_path / "show.png"
+    assert dislab_main(["data", "show", "images", "--path", str(root), "--out", str(out)]) == 0
+    Image.open(out).verify()
+    # labelled rows where not every combination exists: sweeps use the closest rows
+    f = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [0, 0]])
+    rows = dd.from_arrays(np.eye(16, dtype=np.uint8)[None, None].repeat(6, 0) * 200,
+                          {"colour": ["r", "g", "b", "g", "r", "b"], "size": f[:, 1]})
+    from dislab.data.show import show_grid
+
+    show_grid(rows, tmp_path / "rows.png", samples=4)
+    assert (tmp_path / "rows.png").stat().st_size > 0
