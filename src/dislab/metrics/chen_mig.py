@@ -93,12 +93,12 @@ def chen_mutual_information(
         v = labels[gen, k]
         lq = res["cond"][c]
         values = np.unique(v)
-        per_value = [-lq[v == u].mean(axis=0) for u in values]  # uniform average over v
-        if weighted:
+        per_value = [-lq[v == u].mean(axis=0) for u in values]  # H(z_j | v_k = u)
+        if weighted:  # sum_u p(u) H(z_j | u), p the rows' share
             p_v = np.bincount(labels[:, k], minlength=int(labels[:, k].max()) + 1)[values]
             mi[:, c] = h_z - np.average(per_value, axis=0, weights=p_v)
         else:
-            mi[:, c] = h_z - np.mean(per_value, axis=0)
+            mi[:, c] = h_z - np.mean(per_value, axis=0)  # a grid: uniform over the values
     return mi, h_z
 
 
