@@ -4,6 +4,9 @@
 >>> data = dd.load("dsprites")          # rendered procedurally; path=... reads the official file
 >>> factors = data.sample_factors(8, rng=0)
 >>> x = data.images(factors)            # (8, 1, 64, 64) float32 in [0, 1]
+
+Labelled data that is not a grid: ``from_arrays(images, factors)``, ``from_folder(DIR)``,
+``partial_grid(data, keep)``; unlabelled images: ``load("images", path=DIR)``.
 """
 
 from __future__ import annotations
@@ -20,20 +23,25 @@ from dislab.data.base import (
     load,
     register,
 )
+from dislab.data.labelled import LabelledData, from_arrays, from_folder, partial_grid
 
 __all__ = [
     "DataError",
     "FunctionData",
     "GroundTruthData",
+    "LabelledData",
     "as_rng",
     "available",
+    "from_arrays",
+    "from_folder",
     "from_function",
     "load",
+    "partial_grid",
     "register",
 ]
 
 # Each module registers its data sets with ``@register``.
-_MODULES = ["dsprites", "shapes3d", "mpi3d", "smallnorb", "cars3d", "perturbed"]
+_MODULES = ["dsprites", "shapes3d", "mpi3d", "smallnorb", "cars3d", "perturbed", "images"]
 for _m in _MODULES:
     try:
         importlib.import_module(f"dislab.data.{_m}")

@@ -157,6 +157,44 @@ class GroundTruthData:
         f = self.sample_factors(n, rng)
         return f, self.images(f)
 
+    # -- interventions (BetaVAE / FactorVAE scores) -----------------------------------
+    #: ``True`` when row ``i`` is flat grid index ``i`` of a full factorial grid; ``False`` for
+    #: labelled rows (:mod:`dislab.data.labelled`), where a row index is just a row.
+    is_grid: bool = True
+
+    def sample_index_pairs(
+        self, k: np.ndarray, batch_size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Two index arrays ``(n * batch_size,)``; pair ``(a[i], b[i])`` shares factor
+        ``k[i // batch_size]`` and is otherwise drawn independently (``k``: ``(n,)``).
+
+        On a grid: two batches from the sampler with factor ``k`` copied from the first, as
+        disentanglement_lib's ``beta_vae._generate_training_sample``.
+        """
+        k = np.asarray(k, dtype=np.int64)
+        n = len(k)
+        f1 = self.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
+        f2 = self.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
+        rows = np.arange(n)
+        f2[rows, :, k] = f1[rows, :, k]
+        return (self.index(f1.reshape(n * batch_size, -1)),
+                self.index(f2.reshape(n * batch_size, -1)))
+
+    def sample_index_fixing(
+        self, k: np.ndarray, batch_size: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Indices ``(n * batch_size,)``: ``n`` batches, batch ``i`` sharing the value of factor
+        ``k[i]`` (the first point's), the other factors drawn freely.
+
+        On a grid: disentanglement_lib's ``factor_vae._generate_training_sample``.
+        """
+        k = np.asarray(k, dtype=np.int64)
+        n = len(k)
+        f = self.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
+        rows = np.arange(n)
+        f[rows, :, k] = f[rows, 0, k][:, None]
+        return self.index(f.reshape(n * batch_size, -1))
+
     # -- observations ------------------------------------------------------------------
     def _images_from_index(self, index: np.ndarray) -> np.ndarray:
         """Observations for flat indices; uint8 (0..255) for images or float32. Override."""

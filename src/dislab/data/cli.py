@@ -71,7 +71,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             info["name"] = name
             info["source"] = "procedural (or the official file with --path)"
         except DataError:
-            info["source"] = "file (needs --path: the official file)"
+            info["source"] = ("folder (needs --path DIR)" if name in ("images", "folder")
+                              else "file (needs --path: the official file)")
         info.pop("factor_values", None)
         rows.append(info)
     if args.json:

@@ -41,8 +41,22 @@ def value_labels(data: GroundTruthData, j: int, positions: np.ndarray) -> list[s
         values = fv[j]
     if values is None:
         return [str(int(p)) for p in positions]
-    v = np.asarray(values, dtype=np.float64)[positions]
-    return [f"{x:.3g}" for x in v]
+    values = np.asarray(values)[positions]
+    if values.dtype.kind not in "fiub":  # labelled data: strings and other labels
+        return [str(x) for x in values]
+    return [f"{x:.3g}" for x in values.astype(np.float64)]
+
+
+def _nearest_rows(data: GroundTruthData, base: np.ndarray, j: int, values: np.ndarray
+                  ) -> np.ndarray:
+    """Labelled rows (not a grid): for each value of factor ``j``, the row with that value that
+    differs from ``base`` in the fewest other factors (the first such row)."""
+    codes = data.factors(np.arange(len(data)))
+    other = np.arange(data.num_factors) != j
+    mismatch = (codes[:, other] != base[other][None, :]).sum(axis=1)
+    big = data.num_factors + 1
+    return np.asarray([int(np.argmin(np.where(codes[:, j] == v, mismatch, big)))
+                       for v in values], dtype=np.int64)
 
 
 def _to_display(x: np.ndarray) -> np.ndarray:
@@ -78,7 +92,8 @@ def show_grid(
     import matplotlib.pyplot as plt
 
     rng = as_rng(seed)
-    cols = max(1, min(steps, max(data.factor_sizes)), min(samples, 10))
+    cols = max(1, min(steps, max(data.factor_sizes, default=1)), min(samples, 10))
+    grid = getattr(data, "is_grid", True)
     sample_rows = int(np.ceil(samples / cols)) if samples > 0 else 0
     nrows = sample_rows + data.num_factors
     cell = 0.95
@@ -91,7 +106,8 @@ def show_grid(
             sp.set_visible(False)
     grey = dict(cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     if samples > 0:
-        x = data.images(data.sample_factors(samples, rng))
+        x = (data.images(data.sample_factors(samples, rng)) if grid
+             else data.images_from_index(data.sample_index(samples, rng)))
         for k in range(samples):
             r, c = divmod(k, cols)
             axes[r, c + 1].imshow(_to_display(x[k]), **grey)
@@ -101,7 +117,10 @@ def show_grid(
     for j, name in enumerate(data.factor_names):
         r = sample_rows + j
         f = sweep_factors(data, base, j, cols)
-        x = data.images(f)
+        if grid:
+            x = data.images(f)
+        else:  # not every combination exists: the closest row with each value
+            x = data.images_from_index(_nearest_rows(data, base, j, f[:, j]))
         labels = value_labels(data, j, f[:, j])
         for k in range(len(f)):
             ax = axes[r, k + 1]

@@ -2,7 +2,9 @@
 
 One training point: draw a factor ``k`` uniformly, two batches of ``batch_size`` factor
 vectors that agree on factor ``k``; the feature is the mean over the batch of
-``|r(x1) - r(x2)|`` and the label is ``k``. A linear classifier is trained on ``num_train``
+``|r(x1) - r(x2)|`` and the label is ``k``. The pairs come from
+:meth:`~dislab.data.GroundTruthData.sample_index_pairs` (on labelled rows that are not a grid:
+two rows sharing the factor's value). A linear classifier is trained on ``num_train``
 points and its accuracy reported on them and on ``num_eval`` fresh points.
 """
 
@@ -33,12 +35,9 @@ def beta_vae_features(
     for start in range(0, num_points, _CHUNK):
         k = k_all[start:start + _CHUNK]
         n = len(k)
-        f1 = data.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
-        f2 = data.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
-        rows = np.arange(n)
-        f2[rows, :, k] = f1[rows, :, k]
-        c1 = encode_index(data, representation, data.index(f1.reshape(n * batch_size, -1)))
-        c2 = encode_index(data, representation, data.index(f2.reshape(n * batch_size, -1)))
+        i1, i2 = data.sample_index_pairs(k, batch_size, rng)
+        c1 = encode_index(data, representation, i1)
+        c2 = encode_index(data, representation, i2)
         diff = np.abs(c1 - c2).reshape(n, batch_size, -1)
         feats.append(diff.mean(axis=1))
         labels.append(k)

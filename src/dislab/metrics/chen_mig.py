@@ -24,6 +24,7 @@ from dislab.metrics.infotheory import (
     choose_components,
     gaussian_mixture_logs,
     grid_factor_values,
+    row_labels,
     sample_posterior,
 )
 from dislab.metrics.registry import register_metric
@@ -69,10 +70,16 @@ def chen_mutual_information(
     max_components: int | None = 2_000,
     progress: str | None = None,
     num_neighbours: int | None = 64,
+    labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(I, H_z)``: ``I`` ``(d, len(factor_idx))`` unclamped ``H(z_j) - H(z_j|v_k)`` in nats and
-    the marginal entropies ``H(z_j)`` ``(d,)``, for a full-grid posterior ``(N, d)``."""
-    labels = grid_factor_values(factor_sizes)
+    the marginal entropies ``H(z_j)`` ``(d,)``, for a full-grid posterior ``(N, d)``.
+
+    ``labels`` ``(N, K)``: factor classes of rows that are not a full grid; ``H(z_j|v_k)`` then
+    weighs each value by its share of the rows (uniform on a grid)."""
+    weighted = labels is not None
+    if labels is None:
+        labels = grid_factor_values(factor_sizes)
     gen, z = sample_posterior(mean, logvar, num_samples, rng)
     comps = choose_components(mean.shape[0], max_components, rng)
     res = gaussian_mixture_logs(
@@ -85,9 +92,20 @@ def chen_mutual_information(
     for c, k in enumerate(factor_idx):
         v = labels[gen, k]
         lq = res["cond"][c]
-        per_value = [-lq[v == u].mean(axis=0) for u in np.unique(v)]  # uniform average over v
-        mi[:, c] = h_z - np.mean(per_value, axis=0)
+        values = np.unique(v)
+        per_value = [-lq[v == u].mean(axis=0) for u in values]  # H(z_j | v_k = u)
+        if weighted:  # sum_u p(u) H(z_j | u), p the rows' share
+            p_v = np.bincount(labels[:, k], minlength=int(labels[:, k].max()) + 1)[values]
+            mi[:, c] = h_z - np.average(per_value, axis=0, weights=p_v)
+        else:
+            mi[:, c] = h_z - np.mean(per_value, axis=0)  # a grid: uniform over the values
     return mi, h_z
+
+
+def _entropy_of(classes: np.ndarray) -> float:
+    p = np.bincount(classes) / len(classes)
+    p = p[p > 0]
+    return float(-np.sum(p * np.log(p)))
 
 
 @register_metric("mig_chen", default=True, needs_posterior=True)
@@ -120,11 +138,15 @@ def mig_chen(
     rng = as_rng(rng)
     idx = resolve_factors(data, factors)
     mean, logvar = posterior_index(data, representation, np.arange(len(data)))
+    labels = row_labels(data)
     mi, h_z = chen_mutual_information(
         mean, logvar, data.factor_sizes, idx, rng, num_samples, max_components,
-        progress="mig_chen", num_neighbours=num_neighbours,
+        progress="mig_chen", num_neighbours=num_neighbours, labels=labels,
     )
-    h_v = np.log(np.asarray([data.factor_sizes[k] for k in idx], dtype=np.float64))
+    if labels is None:
+        h_v = np.log(np.asarray([data.factor_sizes[k] for k in idx], dtype=np.float64))
+    else:  # labelled rows: the empirical entropy of each factor
+        h_v = np.asarray([_entropy_of(labels[:, k]) for k in idx])
     normed = np.maximum(mi, 0.0) / h_v[None, :]
     srt = -np.sort(-normed, axis=0)
     second = srt[1] if srt.shape[0] > 1 else np.zeros(srt.shape[1])

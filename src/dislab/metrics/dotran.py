@@ -41,6 +41,7 @@ from dislab.metrics.infotheory import (
     neighbour_stratified_log,
     parallel_map,
     quantised_stats,
+    row_labels,
     sample_posterior,
 )
 from dislab.metrics.registry import register_metric
@@ -234,13 +235,14 @@ def _quantised(
     e_info = bin_edges(num_bins, bin_limits)
     e_int = bin_edges(num_bins_interpretability, bin_limits)
     same = num_bins == num_bins_interpretability
+    labels = row_labels(data)
 
     def per_latent(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
         a = quantised_stats(mean[:, i], std[:, i], sizes, e_info, bin_mass,
                             factor_joints=same, conditional_entropy=True,
-                            normalisers=bin_mass == "density")
+                            normalisers=bin_mass == "density", labels=labels)
         b = a if same else quantised_stats(mean[:, i], std[:, i], sizes, e_int, bin_mass,
-                                           factor_joints=True)
+                                           factor_joints=True, labels=labels)
         return a, b
 
     stats = parallel_map(per_latent, list(range(d)))
@@ -277,7 +279,9 @@ def _sampling(
     num_samples: int | None, max_components: int | None, num_bins_interpretability: int,
     bin_limits: Sequence[float], num_neighbours: int | None = 64,
 ) -> dict[str, Any]:
-    labels = grid_factor_values(data.factor_sizes)
+    labels = row_labels(data)
+    if labels is None:
+        labels = grid_factor_values(data.factor_sizes)
     gen, z = sample_posterior(mean, logvar, num_samples, rng)
     comps = choose_components(mean.shape[0], max_components, rng)
     res = gaussian_mixture_logs(

@@ -117,7 +117,8 @@ def _minibatch_terms(mean: np.ndarray, logvar: np.ndarray, rng: np.random.Genera
                      float((log_prod - log_pz).mean())])
 
 
-@register_metric("elbo_decomposition", default=True, needs_posterior=True)
+@register_metric("elbo_decomposition", default=True, needs_posterior=True,
+                 needs_factors=False)
 def elbo_decomposition(
     data: GroundTruthData,
     representation: Representation,
@@ -142,7 +143,7 @@ def elbo_decomposition(
     MWS and MSS, under ``*_mws`` / ``*_mss``. ``kl`` is the exact ``E_x KL(q(z|x)||p(z))``;
     ``kl_estimate`` = ``mi + tc + dimwise_kl`` (its Monte-Carlo estimate). All in nats.
     """
-    data = check_data(data)
+    data = check_data(data, needs_factors=False)
     rng = as_rng(rng)
     mean, logvar = posterior_index(data, representation, np.arange(len(data)))
     mean = mean.astype(np.float64)

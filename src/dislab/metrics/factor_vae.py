@@ -3,7 +3,9 @@
 Codes are divided by their global standard deviation (estimated on ``num_variance_estimate``
 points, ``ddof=1``); collapsed dimensions (std below ``prune_threshold``) are dropped. One
 vote: fix one factor ``k`` in a batch of ``batch_size`` factor vectors; the code dimension
-with the least normalised variance votes for ``k``. The majority-vote classifier maps each
+with the least normalised variance votes for ``k`` (batches from
+:meth:`~dislab.data.GroundTruthData.sample_index_fixing`: on labelled rows, rows sharing the
+factor's value). The majority-vote classifier maps each
 dimension to the factor it voted for most; its accuracy is reported on the training votes and
 on ``num_eval`` fresh votes.
 """
@@ -37,10 +39,8 @@ def _votes(
     for start in range(0, num_votes, _CHUNK):
         k = k_all[start:start + _CHUNK]
         n = len(k)
-        f = data.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
-        rows = np.arange(n)
-        f[rows, :, k] = f[rows, 0, k][:, None]
-        codes = encode_index(data, representation, data.index(f.reshape(n * batch_size, -1)))
+        index = data.sample_index_fixing(k, batch_size, rng)
+        codes = encode_index(data, representation, index)
         codes = codes.reshape(n, batch_size, -1)[:, :, active]
         local_var = codes.var(axis=1, ddof=1)
         dim = np.argmin(local_var / global_var[active][None, :], axis=1)

@@ -231,6 +231,7 @@ def quantised_stats(
     conditional_entropy: bool = False,
     max_rows: int = 8_192,
     normalisers: bool = False,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Stream the quantised posterior of one latent over the full grid.
 
@@ -242,7 +243,13 @@ def quantised_stats(
     Chunks hold all rows for fixed values of the leading factors, so per-factor sums need no
     one-hot products; only the bins within ``WINDOW_SIGMAS`` of each row's mean are evaluated
     (``bin_mass="density"``).
+
+    ``labels`` ``(N, K)``: the factor classes of each row, for rows that are not a full grid in
+    grid order (labelled data, :mod:`dislab.data.labelled`); the same sums, in plain row chunks.
     """
+    if labels is not None:
+        return _quantised_stats_rows(mean, std, factor_sizes, edges, bin_mass, factor_joints,
+                                     conditional_entropy, max_rows, normalisers, labels)
     sizes = [int(s) for s in factor_sizes]
     n = len(mean)
     if n != math.prod(sizes):
@@ -312,6 +319,64 @@ def quantised_stats(
     if conditional_entropy:
         out["h_cond"] = h_cond / n
     return out
+
+
+def _quantised_stats_rows(
+    mean: np.ndarray, std: np.ndarray, factor_sizes: Sequence[int], edges: np.ndarray,
+    bin_mass: str, factor_joints: bool, conditional_entropy: bool, max_rows: int,
+    normalisers: bool, labels: np.ndarray,
+) -> dict[str, Any]:
+    """:func:`quantised_stats` over rows with factor classes ``labels`` ``(N, K)``."""
+    sizes = [int(s) for s in factor_sizes]
+    n = len(mean)
+    labels = np.asarray(labels, dtype=np.int64).reshape(n, -1)
+    if labels.shape[1] != len(sizes):
+        raise MetricError(f"labels have {labels.shape[1]} factors, factor_sizes {len(sizes)}.")
+    nb = len(edges) - 1
+    marginal = np.zeros(nb, dtype=np.float64)
+    joints = [np.zeros((s, nb), dtype=np.float64) for s in sizes] if factor_joints else []
+    h_cond = 0.0
+    log_norm = np.empty(n, dtype=np.float32) if normalisers else None
+    onehot = np.empty(n, dtype=np.int64) if normalisers else None
+    for start in range(0, n, max(1, int(max_rows))):
+        mu, sd = mean[start:start + max_rows], std[start:start + max_rows]
+        if bin_mass == "density":
+            q, ent, off, lnorm, oh = _windowed_quantise(mu, sd, edges, conditional_entropy)
+            if normalisers:
+                log_norm[start:start + len(mu)] = lnorm
+                onehot[start:start + len(mu)] = oh
+            if conditional_entropy:
+                h_cond += float(ent.sum())
+        else:
+            q = quantise(mu, sd, edges, bin_mass)
+            off = np.zeros(len(mu), dtype=np.int64)
+            if conditional_entropy:
+                h_cond += float(entropy(q, axis=None))
+        bins = (off[:, None] + np.arange(q.shape[1])).ravel()
+        qf = q.ravel().astype(np.float64)
+        marginal += np.bincount(bins, weights=qf, minlength=nb)
+        for k, size in enumerate(sizes if factor_joints else []):
+            lab = np.repeat(labels[start:start + len(mu), k], q.shape[1])
+            joints[k] += np.bincount(lab * nb + bins, weights=qf,
+                                     minlength=size * nb).reshape(size, nb)
+    out: dict[str, Any] = {"marginal": marginal / n}
+    if normalisers:
+        if bin_mass != "density":
+            raise MetricError("normalisers need bin_mass='density'.")
+        out["log_norm"], out["onehot"] = log_norm, onehot
+    if factor_joints:
+        out["joints"] = [jt / n for jt in joints]
+    if conditional_entropy:
+        out["h_cond"] = h_cond / n
+    return out
+
+
+def row_labels(data: Any) -> np.ndarray | None:
+    """Factor classes ``(N, K)`` of every row of labelled (non-grid) data; ``None`` for a full
+    grid, whose row ``n`` is flat grid index ``n`` (the estimators then use the grid order)."""
+    if getattr(data, "is_grid", True):
+        return None
+    return data.factors(np.arange(len(data)))
 
 
 #: Whether long estimators show their own progress bar (``run_metrics(progress=False)`` turns

@@ -10,6 +10,8 @@ keyword defaults equal to the published ones. Register it with::
 metric names are given; ``needs_posterior=True`` marks metrics that need q(z|x) (a
 :class:`~dislab.metrics.base.CodeTable` with ``logvar``, or a function returning
 ``(mean, logvar)``); such metrics are skipped with a note for deterministic encoders.
+``needs_factors=False`` marks metrics that need no factor labels (they run on unlabelled
+data, ``dislab.data.load("images", path=DIR)``; the others are skipped there with the reason).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class MetricSpec:
     default: bool = True
     needs_posterior: bool = False
     description: str = ""
+    needs_factors: bool = True
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,7 +53,7 @@ def _keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 def register_metric(
-    name: str, default: bool = True, needs_posterior: bool = False
+    name: str, default: bool = True, needs_posterior: bool = False, needs_factors: bool = True
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Decorator registering ``score(data, representation, rng, **params)`` under ``name``."""
 
@@ -63,6 +66,7 @@ def register_metric(
             needs_posterior=needs_posterior,
             description=doc.splitlines()[0] if doc else "",
             defaults=_keyword_defaults(fn),
+            needs_factors=needs_factors,
         )
         return fn
 

@@ -130,7 +130,7 @@ def run_metrics(
     for a function representation on a data set of at most ``AUTO_CACHE_MAX`` points;
     ``True``/``False`` force it on/off.
     """
-    data = check_data(data)
+    data = check_data(data, needs_factors=False)
     names = resolve_metrics(metrics)
     params = dict(params or {})
     for name in params:
@@ -165,6 +165,9 @@ def run_metrics(
             bar.set_postfix_str(name)
         if spec.needs_posterior and not _has_posterior(representation):
             skipped[name] = "needs the posterior q(z|x) (log-variances); the codes have none"
+            continue
+        if spec.needs_factors and data.num_factors == 0:
+            skipped[name] = "needs factor labels; the data set has none (unlabelled)"
             continue
         kwargs = dict(params.get(name, {}))
         unknown = set(kwargs) - set(spec.defaults)

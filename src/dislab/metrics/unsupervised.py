@@ -94,7 +94,7 @@ def _has_posterior(representation: Representation) -> bool:
     return not isinstance(representation, CodeTable) or representation.logvar is not None
 
 
-@register_metric("unsupervised")
+@register_metric("unsupervised", needs_factors=False)
 def unsupervised_scores(
     data: GroundTruthData,
     representation: Representation,
@@ -111,7 +111,7 @@ def unsupervised_scores(
     skipped silently when the representation has no posterior (a code table without logvar or
     a function returning one array).
     """
-    data = check_data(data)
+    data = check_data(data, needs_factors=False)
     num_train = check_count(num_train, 2, "num_train")
     index = data.sample_index(num_train, rng)
     out: dict[str, float] = {}

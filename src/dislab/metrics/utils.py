@@ -35,15 +35,25 @@ __all__ = [
 ]
 
 
-def check_data(data: Any) -> GroundTruthData:
-    """Require a :class:`GroundTruthData` (a full factorial grid with factor labels)."""
+def check_data(data: Any, needs_factors: bool = True) -> GroundTruthData:
+    """Require a :class:`GroundTruthData` (a factor grid or labelled rows); unless
+    ``needs_factors=False``, one with at least one factor."""
     if not isinstance(data, GroundTruthData):
         raise MetricError(
             f"metrics need a ground-truth data set on a full factor grid (a "
             f"dislab.data.GroundTruthData), got {type(data).__name__}; wrap a simulator with "
             "dislab.data.from_function(factor_sizes, observe)."
         )
+    if needs_factors and data.num_factors == 0:
+        raise MetricError(NO_FACTORS.format(name=data.name))
     return data
+
+
+#: Why a metric that needs factor labels cannot run on unlabelled data.
+NO_FACTORS = ("data set {name!r} has no factors (unlabelled images); this metric compares codes "
+              "with factor labels. Without labels use the unsupervised metrics "
+              "('unsupervised', 'elbo_decomposition'), or give factors with "
+              "dislab.data.from_arrays / from_folder.")
 
 
 def check_count(n: int, minimum: int, what: str) -> int:

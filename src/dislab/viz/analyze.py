@@ -63,6 +63,7 @@ _VERSION = 1
 def latent_information(
     mean: np.ndarray, logvar: np.ndarray | None, factor_sizes: Sequence[int],
     num_bins: int = 100, bin_limits: Sequence[float] = (-4.0, 4.0),
+    labels: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-latent information of grid codes ``mean``/``logvar`` ``(N, d)`` (grid order).
 
@@ -71,7 +72,8 @@ def latent_information(
     ``factor_entropy`` ``(K,)`` = ``H(y_k)``, ``mi_normalised`` = ``mi / H(y_k)``, ``kl``
     ``(d,)`` = the mean over the grid of ``KL(q(z_i|x) || N(0, 1))`` and ``variance`` ``(d,)``
     = the variance of the posterior mean. A deterministic encoder (``logvar=None``) gets the
-    quantised code's entropy as informativeness and no KL (NaN).
+    quantised code's entropy as informativeness and no KL (NaN). ``labels`` ``(N, K)``: the
+    factor classes of rows that are not a full grid (labelled data; ``K = 0`` when unlabelled).
     """
     from dislab.metrics.infotheory import bin_edges, entropy, quantised_stats
 
@@ -91,7 +93,7 @@ def latent_information(
     h_y = np.zeros(k_n)
     for i in range(d):
         st = quantised_stats(mean[:, i], std[:, i], factor_sizes, edges, "density",
-                             factor_joints=True, conditional_entropy=True)
+                             factor_joints=True, conditional_entropy=True, labels=labels)
         h_zi = float(entropy(st["marginal"]))
         info[i] = max(h_zi - st["h_cond"], 0.0)
         for k, joint in enumerate(st["joints"]):
@@ -152,7 +154,10 @@ def latent_summary(run_dir: str | os.PathLike[str], progress: bool = True,
         except (OSError, ValueError):
             pass
     table, data, config = _codes_for(run_dir, progress, data)
-    info = latent_information(table.mean, table.logvar, data.factor_sizes)
+    from dislab.metrics.infotheory import row_labels
+
+    info = latent_information(table.mean, table.logvar, data.factor_sizes,
+                              labels=row_labels(data))
     order = np.argsort(-info["informativeness"], kind="stable")
     out = {"version": _VERSION, "run_dir": str(run_dir), "model": config.model,
            "latent_dim": int(table.mean.shape[1]), "seed": int(config.seed),

@@ -302,8 +302,12 @@ def _metrics_html(record: dict[str, Any] | None) -> str:
     out = _table(["metric", "what it measures", "values", "seconds"], rows, {3})
     skipped = record.get("skipped") or {}
     if skipped:
-        out += "<p>Skipped: " + "; ".join(f"<b>{html.escape(k)}</b> ({html.escape(v)})"
-                                          for k, v in skipped.items()) + "</p>"
+        by_reason: dict[str, list[str]] = {}
+        for k, v in skipped.items():
+            by_reason.setdefault(str(v), []).append(k)
+        out += "<p>Skipped: " + "; ".join(
+            ", ".join(f"<b>{html.escape(k)}</b>" for k in names) + f" ({html.escape(v)})"
+            for v, names in by_reason.items()) + "</p>"
     return out
 
 
@@ -406,7 +410,8 @@ def build_report(
             "encoder only), so there are no reconstructions or latent traversals; the "
             "information analyses below still apply.</p>")
     bars = _latent_bars(summary, folder / "informativeness.png")
-    heat = _mi_heatmap(summary, folder / "mutual_information.png")
+    labelled = bool(data.num_factors)
+    heat = _mi_heatmap(summary, folder / "mutual_information.png") if labelled else None
     curves = _training_curves(history, folder / "training_curves.png")
 
     # HTML
@@ -417,7 +422,7 @@ def build_report(
     run_rows = [
         ["method", html.escape(str(config.model))],
         ["hyper-parameters", html.escape(json.dumps(config.hparams))],
-        ["data", html.escape(f"{data.name} ({', '.join(data.factor_names)}; "
+        ["data", html.escape(f"{data.name} ({', '.join(data.factor_names) or 'no factors'}; "
                              f"{len(data)} images, {tuple(data.observation_shape)})")],
         ["latent size / architecture", f"{config.latent_dim} / {html.escape(config.arch)}"],
         ["steps × batch", f"{status.get('step', config.steps)} × {config.batch_size} "
@@ -425,11 +430,16 @@ def build_report(
         ["training time", f"{train_s:.0f} s" if isinstance(train_s, (int, float)) else "–"],
         ["status", html.escape(str(status.get("status", "unknown")))],
     ]
-    mi_html = (_figure(heat, "Normalised mutual information I(z_i; y_k) / H(y_k) over the "
-                       "whole factor grid; a disentangled model has one bright cell per row "
-                       "and column for the informative latents.")
-               + "<p>MIG takes, per factor, the gap between the two largest entries of its "
-                 "column (normalised by H(y_k)).</p>")
+    if heat is None:
+        mi_html = ('<p class="note">The data set has no factor labels, so there is no latent '
+                   "× factor information; the latents table above and the unsupervised "
+                   "metrics still apply.</p>")
+    else:
+        mi_html = (_figure(heat, "Normalised mutual information I(z_i; y_k) / H(y_k) over the "
+                           "whole factor grid; a disentangled model has one bright cell per row "
+                           "and column for the informative latents.")
+                   + "<p>MIG takes, per factor, the gap between the two largest entries of "
+                     "its column (normalised by H(y_k)).</p>")
     sections = [("run", "Run"), ("reconstructions", "Reconstructions"),
                 ("traversals", "Traversals"), ("latents", "Latents"),
                 ("mi", "Latent × factor MI"), ("metrics", "Metrics"),
