@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,11 @@ def _run(args: argparse.Namespace) -> int:
     from dislab.study.driver import run_study
 
     spec = _load(args)
+    from dislab.train import tracking
+
+    study_tracking = tracking.overrides_from_args(args)
+    if study_tracking:  # reaches the runs' training configs without changing their ids
+        os.environ[tracking.STUDY_ENV] = json.dumps(study_tracking)
     summary = run_study(spec, args.out, backend=args.backend, workers=args.workers,
                         threads=args.threads, address=args.address, gpus=args.gpus,
                         run_fn=args.run_fn,
@@ -148,6 +155,9 @@ def register(subparsers: Any) -> None:
     _add_scaling(p)
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (default: keep their recorded error)")
+    from dislab.train import tracking
+
+    tracking.add_arguments(p)
     p.add_argument("--run-fn", default="dislab.study.runner:train_and_evaluate",
                    help="advanced: 'module:function' doing one run (default: train then "
                         "evaluate; dislab.study.fake:fake_run tries the machinery in seconds)")
