@@ -237,3 +237,28 @@ def test_unreachable_mlflow_server_is_one_error_before_training(
     assert code == 2 and time.time() - t0 < 30  # no minutes of retries
     assert env_uri in capsys.readouterr().err
     assert not (out / "config.json").exists()  # nothing to --resume: the same command works
+
+
+def test_cli_flags_reach_the_config() -> None:
+    from dislab.cli import build_parser
+    from dislab.train.cli import config_from_args
+
+    args = build_parser().parse_args(
+        ["train", "--model", "beta_vae", "--logger", "mlflow", "--logger", "wandb",
+         "--logger", "mlflow", "--experiment", "sweep", "--mlflow-uri", "sqlite:///x.db"])
+    cfg = config_from_args(args)
+    assert cfg.loggers == ["mlflow", "wandb"]
+    assert cfg.tracking == {"experiment": "sweep", "mlflow_uri": "sqlite:///x.db"}
+    q = build_parser().parse_args(["quickstart", "--logger", "wandb", "--experiment", "qs"])
+    assert tracking.overrides_from_args(q) == {"loggers": ["wandb"],
+                                               "tracking": {"experiment": "qs"}}
+    # a study run: the spec's loggers plus --logger, the study as experiment, the run id as name
+    import os
+
+    os.environ[tracking.STUDY_ENV] = json.dumps({"loggers": ["mlflow"]})
+    try:
+        out = tracking.study_config({"loggers": ["wandb"]}, {"study": "s", "run_id": "r1"})
+    finally:
+        del os.environ[tracking.STUDY_ENV]
+    assert out == {"loggers": ["wandb", "mlflow"],
+                   "tracking": {"experiment": "s", "run_name": "r1"}}
