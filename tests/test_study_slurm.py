@@ -93,6 +93,15 @@ def test_slurm_backend_errors_are_clear(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(DislabError, match="whole number"):
         run_study(spec, tmp_path, backend="slurm", gpus=0.5, run_fn=FAKE, progress=False,
                   slurm=LOCAL)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "srun"):  # a Slurm that refuses every submission
+        (bin_dir / tool).write_text("#!/bin/sh\necho 'sbatch: error: invalid partition' >&2\n"
+                                    "exit 1\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(DislabError, match="Submitting the job array failed.*invalid partition"):
+        run_study(spec, tmp_path / "r", backend="slurm", run_fn=FAKE, progress=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
     with pytest.raises(DislabError, match="no Slurm here"):
         run_study(spec, tmp_path / "s", backend="slurm", run_fn=FAKE, progress=False)

@@ -108,8 +108,13 @@ def run_slurm(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
     params["slurm_setup"] = env_setup + list(setup or [])
     ex.update_parameters(**params)
     n = len(runs)
-    jobs = ex.map_array(execute_run, runs, [str(study_dir)] * n, [run_fn] * n,
-                        [int(threads)] * n)
+    try:
+        jobs = ex.map_array(execute_run, runs, [str(study_dir)] * n, [run_fn] * n,
+                            [int(threads)] * n)
+    except Exception as e:  # noqa: BLE001 - submitit's FailedJobError, OSError, ...
+        raise DislabError(f"Submitting the job array failed: {str(e).strip()[-800:]}. Check "
+                          "the --slurm-* options (partition, account, limits) and that "
+                          "`sbatch` works here; nothing was run.") from None
     pending = dict(zip([j.job_id for j in jobs], zip(jobs, runs)))
     records: list[dict[str, Any]] = []
     started: set[str] = set()
