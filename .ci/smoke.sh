@@ -4,11 +4,12 @@
 # installed package fails here. Usage: .ci/smoke.sh PYTHON (the fresh venv's python).
 set -euo pipefail
 PY=${1:?usage: .ci/smoke.sh PATH/TO/venv/bin/python}
+PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")  # absolute: the test runs elsewhere
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$(dirname "$PY")
 WORK=$(mktemp -d)
 PKG=$(cd "$WORK" && "$PY" -c "import dislab, os; print(os.path.dirname(dislab.__file__))")
-case "$PKG" in "$REPO"/*) echo "smoke: dislab was imported from the checkout ($PKG)"; exit 1;; esac
+case "$PKG" in "$REPO"/src/*) echo "smoke: dislab was imported from the source tree ($PKG)"; exit 1;; esac
 # Every file of src/dislab (modules, presets, templates) must be in the installed package.
 "$PY" "$REPO/.ci/check_package_files.py" "$REPO/src/dislab" "$PKG"
 chmod -R a-w "$PKG"
