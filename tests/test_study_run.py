@@ -167,4 +167,5 @@ def test_bad_run_function_fails_before_any_run(tmp_path: Path) -> None:
         run_study(parse_spec(SPEC), tmp_path, run_fn="no_such_module:f", progress=False)
     assert not (tmp_path / "runs").exists()
     with pytest.raises(DislabError, match="Unknown backend"):
-        run_study(parse_spec(SPEC), tmp_path, backend="slurm", run_fn=FAKE, progress=False)
+        run_study(parse_spec(SPEC), tmp_path, backend="no_such_backend", run_fn=FAKE,
+                  progress=False)

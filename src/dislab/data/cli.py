@@ -175,3 +175,7 @@ def register(subparsers: Any) -> None:
     ps.add_argument("--option", action="append", metavar="KEY=VALUE",
                     help="data set option, e.g. scream_path=scream.jpg (repeatable)")
     ps.set_defaults(func=_cmd_show)
+
+    from dislab.data import fetch  # `dislab data fetch NAME`
+
+    fetch.register(sub)

@@ -27,7 +27,7 @@ from typing import Any
 from dislab.errors import DislabError
 from dislab.study.runner import DEFAULT_RUN_FN, execute_run
 
-__all__ = ["run_local", "run_ray", "BACKENDS"]
+__all__ = ["run_local", "run_ray", "run_slurm", "BACKENDS"]
 
 OnStart = Callable[[dict[str, Any]], None]
 OnDone = Callable[[dict[str, Any]], None]
@@ -175,4 +175,11 @@ def _mirror(record: dict[str, Any], run: dict[str, Any], study_dir: str) -> None
                                                "note": "written by the Ray driver"})
 
 
-BACKENDS = {"local": run_local, "ray": run_ray}
+def run_slurm(runs: list[dict[str, Any]], study_dir: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """A Slurm job array through submitit (:func:`dislab.study.slurm.run_slurm`)."""
+    from dislab.study.slurm import run_slurm as _run_slurm
+
+    return _run_slurm(runs, study_dir, **kwargs)
+
+
+BACKENDS = {"local": run_local, "ray": run_ray, "slurm": run_slurm}

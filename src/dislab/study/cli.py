@@ -1,8 +1,10 @@
-"""``dislab study plan | run | collect | report``: sweeps from a laptop to a Ray cluster."""
+"""``dislab study plan | run | collect | report``: sweeps from a laptop to Ray or Slurm."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,10 +83,22 @@ def _run(args: argparse.Namespace) -> int:
     from dislab.study.driver import run_study
 
     spec = _load(args)
+    from dislab.train import tracking
+
+    study_tracking = tracking.overrides_from_args(args)
+    if study_tracking:  # reaches the runs' training configs without changing their ids
+        os.environ[tracking.STUDY_ENV] = json.dumps(study_tracking)
+    slurm = None
+    if args.backend == "slurm":
+        slurm = {"partition": args.slurm_partition, "time_min": args.slurm_time,
+                 "mem_gb": args.slurm_mem, "account": args.slurm_account,
+                 "qos": args.slurm_qos, "setup": args.slurm_setup,
+                 "executor": "local" if args.slurm_local else "slurm"}
+    gpus = args.slurm_gpus if args.backend == "slurm" and args.slurm_gpus else args.gpus
     summary = run_study(spec, args.out, backend=args.backend, workers=args.workers,
-                        threads=args.threads, address=args.address, gpus=args.gpus,
+                        threads=args.threads, address=args.address, gpus=gpus,
                         run_fn=args.run_fn,
-                        retry_failed=args.retry_failed)
+                        retry_failed=args.retry_failed, slurm=slurm)
     return 1 if summary["failed"] else 0
 
 
@@ -137,17 +151,40 @@ def register(subparsers: Any) -> None:
                     "DIR/results.parquet is written at the end.")
     p.add_argument("spec", help=_SPEC_HELP)
     p.add_argument("--out", required=True, help="study folder (created; reuse it to resume)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local",
+    p.add_argument("--backend", choices=["local", "ray", "slurm"], default="local",
                    help="local: a process pool on this machine (default); ray: Ray tasks "
-                        "(install with pip install 'dislab[ray]')")
+                        "(install with pip install 'dislab[ray]'); slurm: one Slurm job "
+                        "array, one task per run (pip install 'dislab[slurm]'; --out on a "
+                        "file system the nodes see)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (e.g. auto, ray://head:10001); default: start a "
                         "local Ray. On a cluster, --out must be on a shared file system.")
     p.add_argument("--gpus", type=float, default=0.0,
-                   help="Ray only: GPUs per run (e.g. 0.25 = four runs share a GPU)")
+                   help="Ray: GPUs per run (e.g. 0.25 = four runs share a GPU); Slurm: GPUs "
+                        "per task (whole number)")
+    g = p.add_argument_group("Slurm (--backend slurm)", "resources of each array task; "
+                             "--threads is its CPUs, --workers how many run at once")
+    g.add_argument("--slurm-partition", default=None, help="partition (sbatch --partition)")
+    g.add_argument("--slurm-time", type=int, default=240,
+                   help="time limit per run in minutes (default 240); a run stopped by it "
+                        "resumes from its checkpoint when the command is re-run")
+    g.add_argument("--slurm-gpus", type=int, default=None,
+                   help="GPUs per task (same as --gpus)")
+    g.add_argument("--slurm-mem", type=float, default=None, help="memory per task in GB")
+    g.add_argument("--slurm-account", default=None, help="account (sbatch --account)")
+    g.add_argument("--slurm-qos", default=None, help="QOS (sbatch --qos)")
+    g.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                   help="shell line run before each task, e.g. 'module load cuda' or "
+                        "'source ~/venv/bin/activate' (repeatable)")
+    g.add_argument("--slurm-local", action="store_true",
+                   help="run the job array through submitit's local executor on this machine "
+                        "instead of Slurm (to try a set-up)")
     _add_scaling(p)
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (default: keep their recorded error)")
+    from dislab.train import tracking
+
+    tracking.add_arguments(p)
     p.add_argument("--run-fn", default="dislab.study.runner:train_and_evaluate",
                    help="advanced: 'module:function' doing one run (default: train then "
                         "evaluate; dislab.study.fake:fake_run tries the machinery in seconds)")

@@ -109,12 +109,15 @@ def _alive(pid: int) -> bool:
 def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
               workers: int | None = None, threads: int | None = None,
               address: str | None = None, gpus: float = 0.0, run_fn: str = DEFAULT_RUN_FN,
-              retry_failed: bool = False, progress: bool = True) -> dict[str, Any]:
+              retry_failed: bool = False, progress: bool = True,
+              slurm: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every unfinished run of ``spec`` in ``out``; return a summary.
 
     ``workers`` parallel runs (default: the usable cores), each with ``threads`` torch threads
     (default: cores // workers, at least 1). Returns ``{"runs", "skipped", "done", "failed",
     "table", "seconds", "errors": {run_id: error}}``. A failing run does not stop the others.
+    ``slurm``: options of :func:`dislab.study.slurm.run_slurm` for ``backend="slurm"``
+    (``partition``, ``time_min``, ``mem_gb``, ``account``, ``qos``, ``setup``, ``executor``).
     """
     if backend not in backends.BACKENDS:
         raise DislabError(f"Unknown backend {backend!r}; use one of "
@@ -174,9 +177,12 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
         if backend == "ray":
             kwargs["address"] = address
             kwargs["gpus"] = gpus
+        elif backend == "slurm":
+            kwargs["gpus"] = gpus
+            kwargs.update(slurm or {})
         elif gpus:
-            raise DislabError("--gpus is for --backend ray; the local backend runs every run "
-                              "on the device of its training config (device: auto).")
+            raise DislabError("--gpus is for --backend ray or slurm; the local backend runs "
+                              "every run on the device of its training config (device: auto).")
         previous = _sigterm_as_interrupt()
         try:
             backends.BACKENDS[backend](todo, str(out), **kwargs)

@@ -185,6 +185,9 @@ def train_and_evaluate(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(int(threads))
     config = dict(run["train"])
     config["out"] = str(Path(run_dir) / "model")
+    from dislab.train import tracking
+
+    config.update(tracking.study_config(config, run))  # one experiment per study
     if threads and config.get("threads") is None and "threads" in TrainConfig.field_names():
         config["threads"] = int(threads)
     model_dir = Path(config["out"])
@@ -201,6 +204,7 @@ def train_and_evaluate(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     eval_seconds = time.perf_counter() - t1
     metrics = {name: rec.get("values", rec) if isinstance(rec, dict) else rec
                for name, rec in (record.get("metrics") or {}).items()}
+    tracking.log_metrics(model_dir, metrics)
     return {
         "metrics": metrics,
         "metric_seconds": {name: rec.get("seconds") for name, rec in

@@ -117,6 +117,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=None,
                    help="channels-last memory format for image models (default auto)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write tb/")
+    from dislab.train import tracking
+
+    tracking.add_arguments(p)
     p.add_argument("--no-prefetch", action="store_true",
                    help="prepare batches in the training thread (no background thread)")
     p.add_argument("--deterministic", action="store_true",
@@ -168,6 +171,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
             base[name] = {"auto": "auto", "on": True, "off": False}[flag]
     if args.no_tensorboard:
         base["tensorboard"] = False
+    from dislab.train import tracking
+
+    base.update(tracking.overrides_from_args(args, base))
     if args.no_prefetch:
         base["prefetch"] = False
     if args.deterministic:

@@ -26,7 +26,7 @@ __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 RESUMABLE_CHANGES = (
     "steps", "out", "device", "checkpoint_every", "log_every", "image_every", "compile",
     "tensorboard", "threads", "lr", "prefetch", "accelerate",
-    "tune_malloc", "deterministic",
+    "tune_malloc", "deterministic", "loggers", "tracking",
 )
 
 
@@ -72,6 +72,10 @@ class TrainConfig:
             deterministic anyway.
         pair_options: options of :func:`dislab.data.pairs.pair_batches` (``rate``, ``changes``,
             ``fixed_factors``, ``edge``) for methods whose ``batch_kind`` is ``"pairs"``.
+        loggers: experiment trackers, any of ``"tensorboard"``, ``"mlflow"``, ``"wandb"``
+            (:mod:`dislab.train.tracking`); TensorBoard also needs ``tensorboard`` on.
+        tracking: tracker options (``experiment``, ``run_name``, ``mlflow_uri``,
+            ``wandb_project``, ``wandb_entity``, ``wandb_mode``; :mod:`dislab.train.tracking`).
     """
 
     model: str
@@ -103,6 +107,8 @@ class TrainConfig:
     prefetch: bool = True
     deterministic: bool = False
     pair_options: dict[str, Any] = field(default_factory=dict)
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    tracking: dict[str, Any] = field(default_factory=dict)
 
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +216,9 @@ class TrainConfig:
                 raise bad(name, "must be true or false.")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
             raise bad("threads", "must be a positive integer or null.")
+        from dislab.train.tracking import check_loggers
+
+        check_loggers(self.loggers, self.tracking)
         if self.reconstruction not in ("bernoulli", "gaussian"):
             raise bad("reconstruction", "must be 'bernoulli' or 'gaussian'.")
         if not isinstance(self.arch, str):

@@ -43,6 +43,7 @@ import torch
 
 from dislab.errors import DislabError
 from dislab.train import checkpoint as ckpt
+from dislab.train import tracking
 from dislab.train.config import RESUMABLE_CHANGES, TrainConfig
 
 __all__ = ["fit", "load_run", "Trainer", "resolve_device", "build_model"]
@@ -625,9 +626,15 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
         _truncate_history(run_dir / "history.jsonl", trainer.step)
     elif (run_dir / "history.jsonl").exists():
         (run_dir / "history.jsonl").unlink()
+    try:  # MLflow / W&B runs (dislab.train.tracking); unreachable: fail before config.json
+        tracked = tracking.open_writer(cfg, run_dir)
+    except BaseException:
+        trainer.close()
+        raise
     cfg.save(saved_cfg_path)
     writer = _tensorboard(run_dir, trainer.step + 1 if resuming else None) \
-        if cfg.tensorboard else None
+        if cfg.tensorboard and "tensorboard" in cfg.loggers else None
+    writer = tracking.with_tensorboard(tracked, writer)
     status: dict[str, Any] = {"status": "running", "step": trainer.step, "error": None,
                               "train_seconds": trainer.train_seconds, "final_logs": None}
     _write_json(run_dir / "status.json", status)
@@ -686,6 +693,8 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
         status.update(status="done", step=trainer.step, train_seconds=trainer.train_seconds,
                       final_logs=last_logs or _read_status(run_dir).get("final_logs"))
         _write_json(run_dir / "status.json", status)
+        if writer is not None:
+            writer.log_final(status["final_logs"])
     except NonFiniteLoss as e:
         kept = (f"the last good checkpoint (step {last_good}) is kept in {ckpt_path}"
                 if last_good is not None else "no checkpoint had been written yet")

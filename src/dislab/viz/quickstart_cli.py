@@ -31,6 +31,9 @@ def _quickstart(args: argparse.Namespace) -> int:
     for key in ("model", "data", "batch_size", "latent_dim", "arch"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    from dislab.train import tracking
+
+    overrides.update(tracking.overrides_from_args(args))
     hparams = hparams_from_flags(args.hparam, args.model)
     if hparams is not None:
         overrides["hparams"] = hparams
@@ -78,6 +81,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
                    help="change one of the method's hyper-parameters, keeping the quickstart's "
                    "others (repeatable; e.g. --hparam gamma=3; `dislab models` lists them)")
+    from dislab.train import tracking
+
+    tracking.add_arguments(p)
     p.add_argument("--quiet", action="store_true",
                    help="print nothing: no progress bars and no summary (the report is "
                    "still written: OUT/index.html opens it)")
