@@ -86,7 +86,7 @@ def test_torch_input_and_factor_kinds() -> None:
     # continuous factors: disentanglement_lib's 20-bin histogram discretiser, as labels 0..m-1
     want = np.unique(histogram_discretize(cont[:, 0], 20), return_inverse=True)[1].reshape(-1)
     assert np.array_equal(data.factors(np.arange(100))[:, 1], want)
-    assert np.array_equal(data.factor_values(np.arange(100))[:, 1:], cont)
+    assert np.array_equal(data.row_values(np.arange(100))[:, 1:], cont)
     # string labels are discrete classes
     labels = np.array(["red", "blue"] * 50)
     rec = score_records(rng.normal(size=(100, 2)), labels, "mig")

@@ -203,6 +203,17 @@ class LabelledData(GroundTruthData):
         """Factor classes of rows ``(n,) -> (n, K) int64``."""
         return self.codes[self._rows(index)]
 
+    def row_values(self, index: np.ndarray | Sequence[int] | int) -> np.ndarray:
+        """The factor values of rows ``index`` ``(n, K)`` float64: each class mapped back to
+        its value where the column is numeric, else the class itself (metrics that use raw
+        values, e.g. MCC and DCI-ES, read this)."""
+        labels = self.factors(index)
+        out = labels.astype(np.float64)
+        for j, vals in enumerate(self.factor_values):
+            if np.issubdtype(vals.dtype, np.number) or vals.dtype == bool:
+                out[:, j] = vals.astype(np.float64)[labels[:, j]]
+        return out
+
     def index(self, factors: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """The first row with each factor vector ``(n, K) -> (n,)``; a vector no row has
         raises :class:`DataError` (this data set is not a full grid)."""

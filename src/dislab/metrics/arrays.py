@@ -87,7 +87,7 @@ class SampleData(GroundTruthData):
     """``N`` labelled samples seen as a data set whose "grid points" are the rows.
 
     ``factors(index)`` gives class labels ``(n, K)`` (continuous factors discretised);
-    ``factor_values(index)`` the values as given (float). Used by :func:`score`; it has no
+    ``row_values(index)`` the values as given (float). Used by :func:`score`; it has no
     observations.
     """
 
@@ -136,7 +136,7 @@ class SampleData(GroundTruthData):
     def factors(self, index: Any) -> np.ndarray:
         return self._labels[np.asarray(index, dtype=np.int64).reshape(-1)]
 
-    def factor_values(self, index: Any) -> np.ndarray:
+    def row_values(self, index: Any) -> np.ndarray:
         """The factor values as given ``(n, K)`` float64 (labels for non-numeric factors)."""
         return self._values[np.asarray(index, dtype=np.int64).reshape(-1)]
 
@@ -314,6 +314,6 @@ def sample_codes_values(
              else data.sample_index(num_points, rng))
     codes = encode_index(data, representation, index)
     labels = data.factors(index)
-    values_of = getattr(data, "factor_values", None)
+    values_of = getattr(data, "row_values", None)
     values = values_of(index) if values_of is not None else labels.astype(np.float64)
     return codes, labels, values

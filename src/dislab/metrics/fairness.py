@@ -71,7 +71,7 @@ def fairness_scores(matrix: np.ndarray, prefix: str) -> dict[str, float]:
     return out
 
 
-@register_metric("fairness", default=False)
+@register_metric("fairness", default=False, needs_grid=True)
 def fairness(
     data: GroundTruthData,
     representation: Representation,

@@ -12,6 +12,8 @@ metric names are given; ``needs_posterior=True`` marks metrics that need q(z|x) 
 ``(mean, logvar)``); such metrics are skipped with a note for deterministic encoders.
 ``needs_factors=False`` marks metrics that need no factor labels (they run on unlabelled
 data, ``dislab.data.load("images", path=DIR)``; the others are skipped there with the reason).
+``needs_grid=True`` marks metrics that set factors to arbitrary values (fairness, the strong
+downstream task): they are skipped with the reason on labelled rows that are not a full grid.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class MetricSpec:
     needs_posterior: bool = False
     description: str = ""
     needs_factors: bool = True
+    needs_grid: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +56,8 @@ def _keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 def register_metric(
-    name: str, default: bool = True, needs_posterior: bool = False, needs_factors: bool = True
+    name: str, default: bool = True, needs_posterior: bool = False, needs_factors: bool = True,
+    needs_grid: bool = False,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Decorator registering ``score(data, representation, rng, **params)`` under ``name``."""
 
@@ -67,6 +71,7 @@ def register_metric(
             description=doc.splitlines()[0] if doc else "",
             defaults=_keyword_defaults(fn),
             needs_factors=needs_factors,
+            needs_grid=needs_grid,
         )
         return fn
 

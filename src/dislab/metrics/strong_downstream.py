@@ -54,7 +54,7 @@ def _accuracy(booster: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np
             float(np.mean(np.asarray(model.predict(xt)) == yt)))
 
 
-@register_metric("strong_downstream", default=False)
+@register_metric("strong_downstream", default=False, needs_grid=True)
 def strong_downstream_task(
     data: GroundTruthData,
     representation: Representation,

@@ -169,6 +169,10 @@ def run_metrics(
         if spec.needs_factors and data.num_factors == 0:
             skipped[name] = "needs factor labels; the data set has none (unlabelled)"
             continue
+        if spec.needs_grid and not data.is_grid:
+            skipped[name] = ("sets factors to every value (interventions), which needs a full "
+                             "factor grid; the data set's rows are not one")
+            continue
         kwargs = dict(params.get(name, {}))
         unknown = set(kwargs) - set(spec.defaults)
         if unknown:
