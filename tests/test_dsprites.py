@@ -416,3 +416,50 @@ def test_to_array_matches_batches(small_file):
     assert np.array_equal(full[:, None] * 255, data.images_uint8_from_index(np.arange(len(data))))
     packed = dd.load("dsprites", path=path).to_array(progress=False)
     assert np.array_equal(np.unpackbits(packed, axis=-1), full)
+
+
+# -- official frames (shared/reference_images; skipped when absent) -----------------------------
+def _official_frames():
+    from dislab.data import fidelity
+    from shared_data import require_shared
+
+    path = require_shared("reference_images/dsprites_official_frames.npz")
+    z = np.load(path, allow_pickle=False)
+    return z["imgs"], fidelity.dsprites_gif_factors(z["frame"])
+
+
+def test_official_frames_match_the_render_at_their_factors():
+    # issue 21's targets: every frame IoU >= 0.95, median >= 0.98
+    from dislab.data import fidelity
+
+    imgs, f = _official_frames()
+    scores = fidelity.iou(imgs, ds.render_official(f))
+    assert scores.min() >= 0.95 and np.median(scores) >= 0.98
+    # pixel-identical for most frames: the renderer's rule is the official one
+    assert np.mean(scores == 1.0) > 0.7
+
+
+def test_official_frames_best_match_follows_the_sweep():
+    # every 16th frame against all shapes, scales and orientations at positions within one
+    # step: the best image is the sweep's picture (ties, e.g. orientation 0 = 39, included)
+    from dislab.data import fidelity
+
+    imgs, f = _official_frames()
+    data = _load("dsprites")
+    rows = fidelity.evaluate(data, imgs[::16], f[::16], search="local",
+                             radius={"posX": 1, "posY": 1})
+    assert all(r["best_is_known"] for r in rows)
+    assert all(r["best"] == r["known"] for r in rows)
+
+
+def test_mean_pixel_matches_the_official_file():
+    # official: 0.0425 over all 737,280 images. The whole grid takes ~40 s to render here
+    # (0.04253, docs/data.md), so: every shape x scale x orientation block (which fixes the
+    # sprite's area up to rasterisation) at 8 random positions each. Position changes the
+    # area by < 6 % (test above), so this estimate is within ~0.0003 of the grid's mean.
+    rng = np.random.default_rng(0)
+    blocks = np.array([[s, sc, o] for s in range(3) for sc in range(6) for o in range(40)])
+    c = np.repeat(blocks, 8, axis=0)
+    c = np.concatenate([c, rng.integers(0, 32, (len(c), 2))], axis=1)
+    mean = ds.render_official(c).mean()
+    assert abs(mean - 0.0425) < 0.002
