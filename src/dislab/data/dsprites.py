@@ -8,7 +8,8 @@ Registered names (``dislab.data.load(name, path=None, **options)``):
 ``dsprites_noshape``
     the same images with shape a nuisance factor (factors scale, orientation, posX, posY).
 ``color_dsprites``, ``noisy_dsprites``, ``scream_dsprites``
-    ``(3, 64, 64)`` variants (REFERENCE.md §2.2).
+    ``(3, 64, 64)`` variants as in google-research/disentanglement_lib,
+    ``disentanglement_lib/data/ground_truth/dsprites.py`` (``ColorDSprites``, ...).
 
 With ``path=None`` the sprites are *rendered procedurally* on exactly the official factor grid;
 with ``path=FILE`` the official ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (or a file
@@ -27,16 +28,16 @@ pixels of the 64 x 64 canvas, pixel ``i`` spanning ``[i, i+1]``; constants below
 
 * the sprite centre is at ``16 + 32 * pos`` px (a quarter to three quarters of the canvas),
   posX to the right, posY downwards (image rows);
-* square: side ``19.2 * scale`` (0.3 of the canvas); ellipse: a 34-gon on semi-axes
-  ``12.8 * scale`` by ``7.25 * scale``; heart: the parametric curve
+* square: side ``19.2 * scale`` (0.3 of the canvas); ellipse: a 46-gon on semi-axes
+  ``12.8 * scale`` by ``7.23 * scale``; heart: the parametric curve
   ``(16 sin^3 t, 13 cos t - 5 cos 2t - 2 cos 3t - cos 4t)`` scaled by ``0.6 x 0.6625`` px and
-  raised ``1.45`` px (times ``scale``), a 400-gon: two round lobes, a pointed bottom;
+  raised ``1.44`` px (times ``scale``), a 128-gon: two round lobes, a pointed bottom;
 * a sprite turns counter-clockwise on screen by ``orientation`` about its centre;
 * a pixel is on exactly when its centre is inside the outline (OpenGL's rule without
   anti-aliasing), giving 0/1 images like the official file.
 
-On 160 official frames the rendered image at the same factors has IoU >= 0.98 (123 of them
-pixel-identical), and the mean pixel over the whole grid is 0.04253 (official 0.0425); see
+On 160 official frames the rendered image at the same factors has IoU >= 0.989 (149 of them
+pixel-identical), and the mean pixel over the whole grid is 0.04252 (official 0.0425); see
 docs/data.md, "How close the renderer is". Results meant to be compared with the literature
 should still use the official file (``path=...``) where it is available.
 """
@@ -88,11 +89,11 @@ CANVAS = 64
 POS_LO = 16.0  # sprite centre at pos value 0: a quarter of the canvas
 POS_SPAN = 32.0  # ... and at pos value 1: three quarters (16 + 32)
 SQUARE_SIDE = 19.2  # side at scale 1 (0.3 of the canvas)
-ELLIPSE_RADII = (12.8, 7.25)  # semi-axes at scale 1 (horizontal, vertical at orientation 0)
-ELLIPSE_SEGMENTS = 34  # the ellipse is a regular polygon in angle, a vertex on the long axis
+ELLIPSE_RADII = (12.8, 7.23)  # semi-axes at scale 1 (horizontal, vertical at orientation 0)
+ELLIPSE_SEGMENTS = 46  # the ellipse is a regular polygon in angle, a vertex on the long axis
 HEART_SCALE = (0.6, 0.6625)  # x, y pixels per unit of the parametric heart at scale 1
-HEART_SHIFT = 1.45  # the heart's origin lies this far above the sprite centre (scale 1)
-HEART_VERTICES = 400  # points of the parametric heart outline (a polygon)
+HEART_SHIFT = 1.44  # the heart's origin lies this far above the sprite centre (scale 1)
+HEART_VERTICES = 128  # points of the parametric heart outline (a polygon)
 # Exact lattice: with 32 positions the centre moves 32/31 px per step, so every offset
 # between a pixel centre and a sprite centre is an odd multiple of 1/62 px.
 _DEN = 62
