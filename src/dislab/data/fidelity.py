@@ -49,6 +49,7 @@ __all__ = [
     "dsprites_gif_factors",
     "evaluate",
     "summary",
+    "side_by_side",
     "main",
 ]
 
@@ -347,6 +348,51 @@ def summary(rows: list[dict[str, Any]], binary: bool = True) -> dict[str, Any]:
     return out
 
 
+def side_by_side(frames: np.ndarray, renders: np.ndarray, path: str | os.PathLike[str],
+                 labels: Sequence[str] | None = None, scores: Sequence[float] | None = None,
+                 columns: int = 8, unit: str = "IoU") -> str:
+    """Save a picture: official frames above, the renders at the same factors below.
+
+    ``frames``, ``renders``: ``(n, H, W)`` or ``(n, H, W, C)`` in [0, 1] (or bool), shown
+    ``columns`` per block; ``labels`` under each official frame, ``scores`` under each render.
+    Returns the path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(frames)
+    blocks = -(-n // columns)
+    fig, axes = plt.subplots(2 * blocks, columns, figsize=(1.3 * columns, 2.9 * blocks),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("off")
+    for i in range(n):
+        b, c = divmod(i, columns)
+        for row, img in ((2 * b, frames[i]), (2 * b + 1, renders[i])):
+            ax = axes[row, c]
+            ax.imshow(np.asarray(img, dtype=np.float64), cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.axis("on")
+            for sp in ax.spines.values():
+                sp.set_color("0.6")
+        if labels is not None:
+            axes[2 * b, c].set_title(labels[i], fontsize=7)
+        if scores is not None:
+            axes[2 * b + 1, c].set_title(f"{unit} {scores[i]:.3f}", fontsize=7)
+    for b in range(blocks):
+        axes[2 * b, 0].set_ylabel("official", fontsize=8)
+        axes[2 * b + 1, 0].set_ylabel("dislab", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return os.fspath(path)
+
+
+
 # -- command line -------------------------------------------------------------------------------
 def _read_frames(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``(imgs, frame numbers or None, factors or None)`` from an ``.npz`` (never unpickled)."""
@@ -406,6 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "default posX=2 and posY=2 for dSprites, 1 step in every factor otherwise)")
     p.add_argument("--json", default=None, help="also write the rows and summary here")
     p.add_argument("--quiet", action="store_true", help="print the summary only")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="also save official frames above the renders at their factors")
+    p.add_argument("--figure-frames", default=None, metavar="I,J,...",
+                   help="positions (0-based) in the frames file to draw (default: 16 spread "
+                   "evenly)")
     a = p.parse_args(argv)
     from dislab.data import load
     from dislab.errors import DislabError
@@ -440,6 +491,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             bf = " ".join(str(v) for v in row.get("best_factors", []))
             mark = "" if row.get("best_is_known", True) else "  (differs)"
             print(f"{num:5d}  {fs:<22} {kn:>12}  {be:>11}  {bf}{mark}")
+    if a.figure and fac is not None:
+        if a.figure_frames:
+            pick = [int(v) for v in a.figure_frames.split(",")]
+        else:
+            pick = np.unique(np.linspace(0, len(imgs) - 1, 16).round().astype(int)).tolist()
+        x = _prepare_frames(data, imgs)
+        fk = data.check_factors(np.asarray(fac).reshape(len(imgs), -1))
+        ren = render_frames(data, data.index(fk[pick]))
+        labels = [f"#{int(fn[i]) if fn is not None else i}: "
+                  + ",".join(str(v) for v in fk[i]) for i in pick]
+        side_by_side(x[pick], ren, a.figure, labels, [rows[i]["known"] for i in pick],
+                     unit=unit.split()[0])
+        print(f"figure: {a.figure}")
+    elif a.figure:
+        print("error: --figure needs the frames' factors (--factors).", file=sys.stderr)
+        return 2
     s = summary(rows, binary)
     s["data"], s["search"] = a.data, a.search
     print(json.dumps(s, indent=1))
