@@ -150,3 +150,15 @@ def test_official_frames_scores():
                        search="none")
     s = fd.summary(rows)
     assert s["known"]["min"] >= 0.95 and s["known"]["median"] >= 0.98
+
+
+def test_side_by_side_picture(tmp_path):
+    f = fd.dsprites_gif_factors([0, 30, 200])
+    x = ds.render_official(f).astype(bool)
+    out = fd.side_by_side(x, x, tmp_path / "s.png", labels=["a", "b", "c"],
+                          scores=[1.0, 1.0, 1.0], columns=2)
+    from PIL import Image
+
+    with Image.open(out) as im:
+        w, h = im.size
+    assert h > w * 0.9  # 2 blocks of (official, render) rows for 2 columns: taller than wide
