@@ -8,7 +8,8 @@ Registered names (``dislab.data.load(name, path=None, **options)``):
 ``dsprites_noshape``
     the same images with shape a nuisance factor (factors scale, orientation, posX, posY).
 ``color_dsprites``, ``noisy_dsprites``, ``scream_dsprites``
-    ``(3, 64, 64)`` variants (REFERENCE.md §2.2).
+    ``(3, 64, 64)`` variants as in google-research/disentanglement_lib,
+    ``disentanglement_lib/data/ground_truth/dsprites.py`` (``ColorDSprites``, ...).
 
 With ``path=None`` the sprites are *rendered procedurally* on exactly the official factor grid;
 with ``path=FILE`` the official ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (or a file
@@ -20,21 +21,25 @@ orientation ``linspace(0, 2*pi, 40)`` *including* the end point, so orientation 
 the same picture in the official file (deepmind/dsprites-dataset issue #7) and here as well;
 posX, posY ``linspace(0, 1, 32)``.
 
-Renderer layout (the published description gives no pixel geometry, so these are dislab's
-choices, made to look like the official images; constants below):
+Renderer (calibrated on official frames of deepmind/dsprites-dataset's ``dsprites.gif``; the
+generator itself is described in that repository's issue #2: LOVE2D vector drawing on a unit
+canvas, a rectangle, an ellipse and a mesh of heart vertices, no anti-aliasing). Lengths in
+pixels of the 64 x 64 canvas, pixel ``i`` spanning ``[i, i+1]``; constants below:
 
-* the sprite's centre moves from pixel 8.75 to 55.25 in steps of 1.5 pixels as posX/posY go
-  from 0 to 1 (continuous image coordinates, pixel ``i`` spans ``[i, i+1]``); posX grows to
-  the right, posY grows downwards (image rows);
-* at scale 1 the square has side 12 px, the ellipse axes 17 x 8.5 px, the heart a largest
-  radius of 8.5 px about its area centre; no sprite leaves the canvas at any position;
-* a sprite rotates counter-clockwise (as seen on screen) about its area centre (centroid),
-  so the centroid does not move with orientation;
-* each pixel's coverage is estimated with 4 x 4 sub-samples (anti-aliasing) and the result
-  binarised at coverage >= 0.5, giving 0/1 images like the official file.
+* the sprite centre is at ``16 + 32 * pos`` px (a quarter to three quarters of the canvas),
+  posX to the right, posY downwards (image rows);
+* square: side ``19.2 * scale`` (0.3 of the canvas); ellipse: a 46-gon on semi-axes
+  ``12.8 * scale`` by ``7.23 * scale``; heart: the parametric curve
+  ``(16 sin^3 t, 13 cos t - 5 cos 2t - 2 cos 3t - cos 4t)`` scaled by ``0.6 x 0.6625`` px and
+  raised ``1.44`` px (times ``scale``), a 128-gon: two round lobes, a pointed bottom;
+* a sprite turns counter-clockwise on screen by ``orientation`` about its centre;
+* a pixel is on exactly when its centre is inside the outline (OpenGL's rule without
+  anti-aliasing), giving 0/1 images like the official file.
 
-The renderer is not pixel-identical to the official file; results meant to be compared with
-the literature should use the official file (``path=...``).
+On 160 official frames the rendered image at the same factors has IoU >= 0.989 (149 of them
+pixel-identical), and the mean pixel over the whole grid is 0.04252 (official 0.0425); see
+docs/data.md, "How close the renderer is". Results meant to be compared with the literature
+should still use the official file (``path=...``) where it is available.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ __all__ = [
     "NoisyDSprites",
     "ScreamDSprites",
     "render_official",
+    "shape_polygon",
     "write_npz",
     "read_npz",
     "render_to_file",
@@ -77,20 +83,24 @@ SHAPE_NAMES: tuple[str, ...] = ("square", "ellipse", "heart")
 _FILE_LATENT_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 
 # -- layout constants (see module docstring) ---------------------------------------------------
+# Measured on official frames (deepmind/dsprites-dataset's dsprites.gif); see docs/data.md,
+# "How close the renderer is". Lengths in pixels of the 64 x 64 canvas (pixel i spans [i, i+1]).
 CANVAS = 64
-POS_START = 8.75  # sprite centre (pixels) at pos value 0
-POS_STEP = 1.5  # pixels per position step (32 steps span 8.75 .. 55.25)
-SQUARE_SIDE = 12.0  # pixels at scale 1
-ELLIPSE_SEMI_AXES = (8.5, 4.25)  # pixels at scale 1 (horizontal, vertical at orientation 0)
-HEART_RADIUS = 8.5  # largest distance of the heart from its centroid, pixels at scale 1
-SUBSAMPLES = 4  # per axis, for the coverage estimate
-_PATCH = 20  # side of the square patch holding one sprite (>= 2 * (8.75 + 0.75))
-_HALF = _PATCH // 2
-
-# Heart: the implicit curve (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0 (y up).  Its area centre is at
-# (0, 0.29347) and its farthest point 1.29031 from there (computed numerically, 3000^2 grid).
-_HEART_CY = 0.29347
-_HEART_RMAX = 1.29031
+POS_LO = 16.0  # sprite centre at pos value 0: a quarter of the canvas
+POS_SPAN = 32.0  # ... and at pos value 1: three quarters (16 + 32)
+SQUARE_SIDE = 19.2  # side at scale 1 (0.3 of the canvas)
+ELLIPSE_RADII = (12.8, 7.23)  # semi-axes at scale 1 (horizontal, vertical at orientation 0)
+ELLIPSE_SEGMENTS = 46  # the ellipse is a regular polygon in angle, a vertex on the long axis
+HEART_SCALE = (0.6, 0.6625)  # x, y pixels per unit of the parametric heart at scale 1
+HEART_SHIFT = 1.44  # the heart's origin lies this far above the sprite centre (scale 1)
+HEART_VERTICES = 128  # points of the parametric heart outline (a polygon)
+# Exact lattice: with 32 positions the centre moves 32/31 px per step, so every offset
+# between a pixel centre and a sprite centre is an odd multiple of 1/62 px.
+_DEN = 62
+_VMAX = 15  # rows farther than this from the centre (px) are always empty
+_M0 = _VMAX * _DEN // 2  # table row of lattice index 0
+_ROWS = 2 * _M0  # table rows; row _ROWS is the empty sentinel
+_WIN = 16  # half side of the window rendered around a sprite (> _VMAX)
 
 _DOCS_URL = "https://github.com/deepmind/dsprites-dataset"
 
@@ -135,96 +145,132 @@ def keyed_uniform(seed: int, salt: int, index: np.ndarray, m: int) -> np.ndarray
 
 
 # -- the renderer -------------------------------------------------------------------------------
-def _inside(shape: int, u: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
-    """Whether points ``(u, v)`` (pixels from the sprite centre, y up, unrotated) are inside."""
-    if shape == 0:
-        h = 0.5 * SQUARE_SIDE * scale
-        return (np.abs(u) <= h) & (np.abs(v) <= h)
-    if shape == 1:
-        a, b = ELLIPSE_SEMI_AXES[0] * scale, ELLIPSE_SEMI_AXES[1] * scale
-        return (u / a) ** 2 + (v / b) ** 2 <= 1.0
-    s = _HEART_RMAX / (HEART_RADIUS * scale)
-    x = u * s
-    y = v * s + _HEART_CY
-    return (x * x + y * y - 1.0) ** 3 - x * x * y**3 <= 0.0
+def shape_polygon(shape: int, scale: float = 1.0) -> np.ndarray:
+    """Outline ``(V, 2)`` (pixels, x right / y up, about the sprite centre) of an unrotated shape.
 
-
-def _centre(k: np.ndarray | int) -> np.ndarray:
-    return POS_START + POS_STEP * np.asarray(k, dtype=np.float64)
-
-
-def _render_patches(shape: int, scale_i: int, orient_i: np.ndarray) -> np.ndarray:
-    """Binary patches ``(len(orient_i), 2, 2, P, P)`` for both sub-pixel phases of x and y.
-
-    Phase ``p`` (0 or 1) is the phase of a position index of parity ``p``: the sprite centre
-    sits at ``_HALF + frac(centre)`` inside the patch.
+    ``shape`` 0 square, 1 ellipse, 2 heart (official order). As the dSprites author describes
+    the generator (deepmind/dsprites-dataset issue #2: LOVE2D vector drawing, a rectangle, an
+    ellipse and a mesh of heart vertices, rasterised without anti-aliasing), every shape is a
+    polygon star-shaped about its centre, vertices counter-clockwise. The heart is the classic
+    parametric curve ``x = 16 sin^3 t``, ``y = 13 cos t - 5 cos 2t - 2 cos 3t - cos 4t``.
     """
-    scale = float(official_values()["scale"][scale_i])
-    thetas = official_values()["orientation"][orient_i]
-    s = SUBSAMPLES
-    sub = (np.arange(_PATCH * s) + 0.5) / s  # sub-sample coordinates inside the patch
-    fracs = [float(_centre(p) % 1.0) for p in (0, 1)]
-    out = np.zeros((len(thetas), 2, 2, _PATCH, _PATCH), dtype=np.uint8)
-    for px in (0, 1):
-        x = sub - (_HALF + fracs[px])  # right
-        for py in (0, 1):
-            y = -(sub - (_HALF + fracs[py]))  # up
-            X = x[None, None, :]
-            Y = y[None, :, None]
-            c = np.cos(thetas)[:, None, None]
-            sn = np.sin(thetas)[:, None, None]
-            # rotate the sample points by -theta = rotate the sprite by +theta (ccw on screen)
-            u = c * X + sn * Y
-            v = -sn * X + c * Y
-            ins = _inside(shape, u, v, scale).reshape(len(thetas), _PATCH, s, _PATCH, s)
-            cover = ins.mean(axis=(2, 4))
-            out[:, px, py] = cover >= 0.5
+    s = float(scale)
+    if shape == 0:
+        h = 0.5 * SQUARE_SIDE * s
+        return np.array([[h, -h], [h, h], [-h, h], [-h, -h]])
+    if shape == 1:
+        a = 2.0 * np.pi * np.arange(ELLIPSE_SEGMENTS) / ELLIPSE_SEGMENTS
+        return np.stack([ELLIPSE_RADII[0] * s * np.cos(a), ELLIPSE_RADII[1] * s * np.sin(a)], 1)
+    if shape == 2:
+        t = 2.0 * np.pi * np.arange(HEART_VERTICES) / HEART_VERTICES
+        x = 16.0 * np.sin(t) ** 3
+        y = 13.0 * np.cos(t) - 5.0 * np.cos(2 * t) - 2.0 * np.cos(3 * t) - np.cos(4 * t)
+        pts = np.stack([HEART_SCALE[0] * x, HEART_SCALE[1] * y + HEART_SHIFT], 1) * s
+        return pts[::-1]  # t runs clockwise; make it counter-clockwise
+    raise DataError(f"dsprites: shape index must be 0, 1 or 2, got {shape}.")
+
+
+def _row_spans(poly: np.ndarray) -> np.ndarray:
+    """Pixel spans ``(_ROWS + 1, 2, 2)`` int16 of a polygon, one row per lattice height.
+
+    Row ``r`` is the horizontal line ``v = (2 (r - _M0) + 1) / 62`` px above the centre; its
+    (at most two) inside intervals are stored as inclusive bounds on the pixel-centre offset
+    ``u`` in units of 1/62 px, so a pixel is on exactly when its centre is inside the polygon
+    (OpenGL's rasterisation rule without anti-aliasing). Empty intervals are (1, 0).
+    """
+    out = np.empty((_ROWS + 1, 2, 2), dtype=np.int16)
+    out[..., 0], out[..., 1] = 1, 0
+    # only rows between the lowest and the highest vertex can meet the outline
+    r0 = max(int(np.floor(poly[:, 1].min() * _DEN / 2)) + _M0, 0)
+    r1 = min(int(np.ceil(poly[:, 1].max() * _DEN / 2)) + _M0 + 1, _ROWS)
+    if r1 <= r0:
+        return out
+    v = (2.0 * (np.arange(r0, r1) - _M0) + 1.0) / _DEN
+    x0, y0 = poly[:, 0], poly[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    vv = v[:, None]
+    hit = ((y0 <= vv) & (vv < y1)) | ((y1 <= vv) & (vv < y0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc = x0 + (vv - y0) * (x1 - x0) / (y1 - y0)
+    xc = np.where(hit, xc, np.inf)
+    if xc.shape[1] > 4:
+        xc = np.partition(xc, 3, axis=1)[:, :4]
+    xc.sort(axis=1)
+    count = hit.sum(axis=1)
+    if count.max(initial=0) > 4 or np.any(count % 2):
+        raise AssertionError("dsprites: a sprite outline crosses a row more than 4 times")
+    part = out[r0:r1]
+    for k in range(2):
+        ok = count >= 2 * (k + 1)
+        lo = xc[ok, 2 * k] * _DEN
+        hi = xc[ok, 2 * k + 1] * _DEN
+        part[ok, k, 0] = np.floor(lo).astype(np.int16) + 1  # smallest integer > lo
+        part[ok, k, 1] = np.ceil(hi).astype(np.int16) - 1  # largest integer < hi
     return out
 
 
-_PATCHES = np.zeros((3, 6, 40, 2, 2, _PATCH, _PATCH), dtype=np.uint8)
+_SPANS = np.zeros((3, 6, 40, _ROWS + 1, 2, 2), dtype=np.int16)
 _HAVE = np.zeros((3, 6, 40), dtype=bool)
 
 
-def _ensure_patches(shape_i: np.ndarray, scale_i: np.ndarray, orient_i: np.ndarray) -> None:
+def _ensure_spans(shape_i: np.ndarray, scale_i: np.ndarray, orient_i: np.ndarray) -> None:
     need = np.zeros_like(_HAVE)
     need[shape_i, scale_i, orient_i] = True
     need &= ~_HAVE
     if not need.any():
         return
-    for sh in range(3):
-        for sc in range(6):
-            orients = np.flatnonzero(need[sh, sc])
-            if orients.size:
-                _PATCHES[sh, sc, orients] = _render_patches(sh, sc, orients)
-                _HAVE[sh, sc, orients] = True
+    vals = official_values()
+    for sh, sc, o in zip(*np.nonzero(need)):
+        poly = shape_polygon(int(sh), float(vals["scale"][sc]))
+        th = float(vals["orientation"][o])
+        c, s = math.cos(th), math.sin(th)
+        rot = poly @ np.array([[c, s], [-s, c]])  # counter-clockwise by th (y up)
+        _SPANS[sh, sc, o] = _row_spans(rot)
+        _HAVE[sh, sc, o] = True
 
 
 def render_official(classes: np.ndarray, on: int = 1) -> np.ndarray:
     """Render official-grid factor classes ``(n, 5)`` to ``(n, 64, 64)`` uint8 images.
 
     ``classes`` are positions in the *official* grid (shape, scale, orientation, posX, posY);
-    pixels are 0 or ``on``. Base sprites are rendered once per process and cached; placing a
-    sprite is an integer shift, so this is a vectorised gather.
+    pixels are 0 or ``on``. Each (shape, scale, orientation) is scan-converted once per process
+    into per-row spans on an exact 1/62-px lattice (:func:`_row_spans`). An image row is then
+    a 64-bit word: the spans become first/last pixel columns, then bit masks; vectorised over
+    the batch and unpacked to bytes at the end.
     """
     c = np.asarray(classes, dtype=np.int64).reshape(-1, 5)
     n = c.shape[0]
-    _ensure_patches(c[:, 0], c[:, 1], c[:, 2])
-    patches = _PATCHES[c[:, 0], c[:, 1], c[:, 2], c[:, 3] % 2, c[:, 4] % 2]  # (n, P, P)
-    # patch origin = floor(centre) - _HALF; the canvas is padded by _HALF on each side
-    pad = _HALF
-    ox = np.floor(_centre(c[:, 3])).astype(np.int64) - _HALF + pad
-    oy = np.floor(_centre(c[:, 4])).astype(np.int64) - _HALF + pad
-    size = CANVAS + 2 * pad
-    canvas = np.zeros((n, size, size), dtype=np.uint8)
-    ar = np.arange(_PATCH)
-    rows = (oy[:, None] + ar[None, :])[:, :, None]
-    cols = (ox[:, None] + ar[None, :])[:, None, :]
-    canvas[np.arange(n)[:, None, None], rows, cols] = patches
-    out = canvas[:, pad:pad + CANVAS, pad:pad + CANVAS]
+    _ensure_spans(c[:, 0], c[:, 1], c[:, 2])
+    w = 2 * _WIN
+    ar = np.arange(w, dtype=np.int64)
+    step = int(round(_DEN * POS_SPAN / 31))
+    cx = int(_DEN * POS_LO) + step * c[:, 3]  # 62 * centre (pixels)
+    cy = int(_DEN * POS_LO) + step * c[:, 4]
+    fy = cy // _DEN  # canvas row holding the centre
+    rows = (fy - _WIN)[:, None] + ar[None, :]  # (n, w) canvas rows of the window
+    v = cy[:, None] - _DEN * rows - _DEN // 2  # 62 * (centre - pixel centre), y up
+    r = (v - 1) // 2 + _M0
+    r = np.where((r >= 0) & (r < _ROWS) & (rows >= 0) & (rows < CANVAS), r, _ROWS)
+    sp = _SPANS[c[:, 0:1], c[:, 1:2], c[:, 2:3], r].astype(np.int64)  # (n, w, 2, 2)
+    # pixel column q has 62 * (q + 1/2 - centre) = 62 q + 31 - cx; inside a span [lo, hi]
+    # for q from ceil((lo - 31 + cx) / 62) to floor((hi - 31 + cx) / 62)
+    off = (cx - _DEN // 2)[:, None, None]
+    first = np.maximum(-((off + sp[..., 0]) // -_DEN), 0)
+    last = np.minimum((off + sp[..., 1]) // _DEN, CANVAS - 1)
+    empty = first > last
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+    last_u = np.where(empty, 0, last).astype(np.uint64)
+    first_u = np.where(empty, 0, first).astype(np.uint64)
+    mask = (ones >> (np.uint64(CANVAS - 1) - last_u)) & ~((np.uint64(1) << first_u) - np.uint64(1))
+    mask = np.where(empty, np.uint64(0), mask)
+    words = mask[..., 0] | mask[..., 1]  # (n, w) one 64-bit row each
+    canvas = np.zeros((n, CANVAS + 2 * _WIN), dtype=np.uint64)
+    canvas[np.arange(n)[:, None], rows + _WIN] = words
+    out = canvas[:, _WIN:_WIN + CANVAS].astype("<u8")
+    bits = np.unpackbits(out.view(np.uint8).reshape(n, CANVAS, 8), axis=-1, bitorder="little")
     if on != 1:
-        out = out * np.uint8(on)
-    return np.ascontiguousarray(out)
+        bits *= np.uint8(on)
+    return bits
 
 
 def _grid_choice(name: str, spec: int | Sequence[int] | None, size: int) -> np.ndarray:
