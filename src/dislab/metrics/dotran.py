@@ -173,11 +173,23 @@ def separability_official(
     ``sep``, ``sepin``, ``indin``, ``weights``, ``informativeness``, ``mi_x_z``) in nats.
     """
     rng = as_rng(rng)
+    n, d = np.shape(mean)
+    rows = rng.integers(0, n, size=int(num_samples))
+    return official_from_draws(mean, std, rows, rng.standard_normal((len(rows), d)), eps,
+                               chunk)
+
+
+def official_from_draws(
+    mean: np.ndarray, std: np.ndarray, rows: np.ndarray, noise: np.ndarray,
+    eps: float = 1e-8, chunk: int = 2_000_000,
+) -> dict[str, Any]:
+    """:func:`separability_official` for given draws: generating rows ``(S,)`` and standard
+    normal ``noise`` ``(S, d)`` (``z = mean[rows] + noise · std[rows]``)."""
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
     n, d = mean.shape
-    rows = rng.integers(0, n, size=int(num_samples))
-    z = mean[rows] + rng.standard_normal((len(rows), d)) * std[rows]
+    rows = np.asarray(rows)
+    z = mean[rows] + np.asarray(noise, dtype=np.float64) * std[rows]
     log_norm = -0.5 * np.log(2.0 * np.pi) - np.log(std)  # (N, d)
 
     def dens(zs: np.ndarray, m: np.ndarray, sd: np.ndarray, ln: np.ndarray) -> np.ndarray:
