@@ -21,25 +21,29 @@ from dislab.metrics.base import CodeTable
 from dislab.metrics.suite import run_metrics
 
 
-def toy(scale: float = 1.0) -> tuple[object, CodeTable]:
+def toy(scale: float = 1.0, noise: float = 0.4) -> tuple[object, CodeTable]:
     data = from_function((6, 8, 10), name="toy3")
     f = data.factors(np.arange(len(data))).astype(float)
     f = (f - f.mean(0)) / f.std(0)
     rng = np.random.default_rng(0)
     codes = np.stack([f[:, 0], f[:, 1] + 0.3 * f[:, 2], 0.7 * f[:, 2] + 0.5 * f[:, 0],
                       3.0 * f[:, 1], rng.standard_normal(len(f))], 1)
-    codes = scale * (codes + 0.4 * rng.standard_normal(codes.shape))
+    codes = scale * (codes + noise * rng.standard_normal(codes.shape))
     return data, CodeTable(codes, np.full(codes.shape, np.log((0.3 * scale) ** 2)))
 
 
 CASES = [
-    # (label, metric, dislab's params, the reference's params, headline key, code scale)
+    # (label, metric, dislab's params, the reference's params, headline key, code scale,
+    # [code noise])
     ("BetaVAE score, LogisticRegression", "beta_vae", {}, {"sklearn": "2019"},
      "eval_accuracy", 1.0),
+    ("BetaVAE score, LogisticRegression (noise 3)", "beta_vae", {}, {"sklearn": "2019"},
+     "eval_accuracy", 1.0, 3.0),
     ("explicitness, LogisticRegression", "modularity", {}, {"sklearn": "2019"},
      "explicitness_score_test", 1.0),
     ("SAP, LinearSVC (unit-scale codes)", "sap", {}, {"sklearn": "2019"}, "SAP_score", 1.0),
-    ("SAP, LinearSVC (codes x 50)", "sap", {}, {"sklearn": "2019"}, "SAP_score", 50.0),
+    ("SAP, LinearSVC (codes x 50, 2000 points)", "sap", {"num_train": 2000, "num_test": 1000},
+     {"num_train": 2000, "num_test": 1000, "sklearn": "2019"}, "SAP_score", 50.0),
     ("downstream LogisticRegressionCV, 1000 points", "downstream_logistic_regression",
      {"num_train": [1000], "num_test": 2000}, {"num_train": [1000], "num_test": 2000,
                                                "sklearn": "2019"},
@@ -56,9 +60,12 @@ CASES = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--only", default="", help="run the cases whose label contains this")
     args = ap.parse_args()
-    for label, metric, ours, ref, key, scale in CASES:
-        data, table = toy(scale)
+    for label, metric, ours, ref, key, scale, *noise in CASES:
+        if args.only not in label:
+            continue
+        data, table = toy(scale, *noise)
         t0 = time.perf_counter()
         a = [run_metrics(table, data, [metric], s, {metric: ours})["results"][metric]
              ["values"][key] for s in range(args.seeds)]

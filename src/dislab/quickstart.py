@@ -232,9 +232,11 @@ def objective(run_dir: str | os.PathLike[str], data: Any, pairs: int = 2048,
 
     from dislab.data.pairs import sample_pairs
     from dislab.train import load_run
+    from dislab.train.loop import pair_batch_settings
 
     model, cfg = load_run(run_dir)
     model.eval()
+    options = pair_batch_settings(type(model), cfg)[1]  # the run's own pair sampler
     rng = np.random.default_rng(seed)
     step = int(_status(Path(run_dir)).get("step", 0))  # for step-dependent weights (warm-ups)
     total, count = 0.0, 0
@@ -245,7 +247,7 @@ def objective(run_dir: str | os.PathLike[str], data: Any, pairs: int = 2048,
             for s in range(0, pairs, 256):
                 n = min(256, pairs - s)
                 if getattr(model, "batch_kind", "single") == "pairs":
-                    x = torch.from_numpy(sample_pairs(data, n, rng, **cfg.pair_options)[1])
+                    x = torch.from_numpy(sample_pairs(data, n, rng, **options)[1])
                 else:
                     idx = data.sample_index(2 * n, rng)
                     x = torch.from_numpy(data.images_from_index(idx))
