@@ -261,3 +261,18 @@ def test_evaluate_cli_compat_dlib(tmp_path) -> None:
     for name in ("beta_vae", "sap"):
         assert record["metrics"][name]["compat"] == "dlib"
         assert record["metrics"][name]["params"]["sklearn"] == "2019"
+
+
+def test_study_table_has_the_compat_column(tmp_path) -> None:
+    import pandas as pd
+
+    from dislab.study.driver import run_study
+    from dislab.study.spec import parse_spec
+
+    spec = parse_spec({"name": "tiny", "data": ["dsprites"], "compat": "dlib", "steps": 10,
+                       "methods": {"factor_vae": {"grid": {"gamma": [10]}}}})
+    run_study(spec, tmp_path, workers=1, run_fn="dislab.study.fake:fake_run", progress=False)
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    assert list(table["compat"]) == ["dlib"] and list(table["config.steps"]) == [5]
+    with pytest.raises(Exception, match="compat"):
+        parse_spec({"name": "t", "compat": "dlib2", "methods": {"beta_vae": {}}})
