@@ -49,7 +49,8 @@ def _pairs(b=4, seed=0):
 
 def test_loss_is_sum_of_its_terms_and_backpropagates():
     torch.manual_seed(0)
-    model = create("slow_vae", (1, 64, 64), latent_dim=5, gamma=3.0, beta=2.0, rate=4.0)
+    model = create("slow_vae", (1, 64, 64), latent_dim=5, gamma=3.0, beta=2.0, rate=4.0,
+                   entropy_share=1.0)
     assert model.batch_kind == "pairs" and model.has_decoder
     batch = _pairs()
     torch.manual_seed(1)
@@ -109,7 +110,7 @@ def _twins(common: dict, **variant):
     second one also ``variant``."""
     torch.manual_seed(0)
     base = create("slow_vae", (1, 64, 64), latent_dim=4, **common)
-    other = create("slow_vae", (1, 64, 64), latent_dim=4, **common, **variant)
+    other = create("slow_vae", (1, 64, 64), latent_dim=4, **{**common, **variant})
     other.load_state_dict(base.state_dict())
     return base, other
 
@@ -122,8 +123,8 @@ def _seeded_loss(model, batch):
 
 def test_entropy_share_half_is_the_reference_codes_laplace_term():
     # entropy_share=0.5: both directions' cross-entropies minus the two frames' entropies
-    # once (the reference code); 1.0 (default) is the exact KL of both directions.
-    exact, half = _twins(dict(rate=5.0), entropy_share=0.5)
+    # once (the reference code, the default); 1.0 is the exact KL of both directions.
+    exact, half = _twins(dict(rate=5.0, entropy_share=1.0), entropy_share=0.5)
     batch = _pairs(3, seed=4)
     with torch.no_grad():
         _, le = _seeded_loss(exact, batch)

@@ -31,9 +31,18 @@ with ``P0 = prod_k p_k(s_k | s_k)`` and ``M`` the number of movable factors.
 Sparser pairs (option ``changes=c``, not in the reference): exactly ``c`` of the movable
 factors (those with more than one value; a uniformly random subset) change, each to a value
 drawn from its jump pmf with the "stay" outcome removed; all other factors keep their value.
-``changes=1`` gives pairs that differ in one factor, the weak supervision of Locatello et al.
-2020 (*Weakly-Supervised Disentanglement Without Compromises*), with Laplace-distributed
+``changes=1`` gives pairs that differ in one factor, as the weak supervision of Locatello et
+al. 2020 (*Weakly-Supervised Disentanglement Without Compromises*) but with Laplace-distributed
 jump sizes. The default ``None`` is the construction above.
+
+Locatello et al. 2020's own sampler (option ``dynamics="locatello"``, with ``k``): the
+disentanglement_lib function ``simple_dynamics`` (``methods/weak/train_weak_lib.py``). Per
+pair, ``k_obs = k``, or uniform in ``1 .. K-1`` for ``k = -1`` (the paper's default); then 1 or
+``k_obs`` factors (each with probability ½) are chosen uniformly without replacement among
+*all* ``K`` factors (shape included), and each chosen factor is redrawn uniformly over its
+values (so it may keep its value: the pair can even be identical). ``rate``, ``edge``,
+``fixed_factors`` and ``changes`` do not apply to it. (The reference draws the new values
+from NumPy's global generator; dislab uses the sampler's own, so runs stay reproducible.)
 """
 
 from __future__ import annotations
@@ -53,11 +62,15 @@ __all__ = [
     "transition_tables",
     "resolve_fixed_factors",
     "sample_pair_factors",
+    "locatello_pair_factors",
     "sample_pairs",
     "pair_batches",
 ]
 
 EDGES = ("truncate", "reflect", "clip")
+#: values of the ``dynamics`` pair option: Slow-VAE's Laplace jumps, or Locatello et al.
+#: 2020's ``simple_dynamics``
+DYNAMICS = ("slow", "locatello")
 
 #: Factor names treated as categorical (never changing) by ``fixed_factors="auto"``:
 #: dSprites' ``shape``, Shapes3D's ``shape``/``object_type``, MPI3D's ``object_shape``
@@ -156,9 +169,19 @@ def sample_pair_factors(
     edge: str = "truncate",
     _tables: list[np.ndarray] | None = None,
     changes: int | None = None,
+    dynamics: str = "slow",
+    k: int = -1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` factor pairs ``(s, v)``, each ``(n, K) int64``, by the module's construction
-    (``changes``: exactly that many movable factors change per pair, see the module doc)."""
+    (``changes``: exactly that many movable factors change per pair; ``dynamics="locatello"``
+    with ``k``: :func:`locatello_pair_factors`; see the module doc)."""
+    if dynamics not in DYNAMICS:
+        raise DataError(f"pair sampler: dynamics must be one of {DYNAMICS}, got {dynamics!r}.")
+    if dynamics == "locatello":
+        if changes is not None:
+            raise DataError("pair sampler: 'changes' does not apply to dynamics='locatello' "
+                            "(its 'k' sets how many factors change).")
+        return locatello_pair_factors(data, n, rng, k)
     rng = as_rng(rng)
     sizes = np.asarray(data.factor_sizes, dtype=np.int64)
     fixed = resolve_fixed_factors(data, fixed_factors)
@@ -191,6 +214,36 @@ def sample_pair_factors(
         for k in np.unique(pick):
             rows = same[pick == k]
             v[rows, k] = _jump_without_stay(tables[k], s[rows, k], rng)
+    return s, v
+
+
+def locatello_pair_factors(
+    data: GroundTruthData,
+    n: int,
+    rng: np.random.Generator | int | None = None,
+    k: int = -1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` factor pairs ``(s, v)`` (``(n, K) int64`` each) by Locatello et al. 2020's
+    ``simple_dynamics`` (disentanglement_lib ``methods/weak/train_weak_lib.py``; module doc):
+    1 or ``k`` factors (``k = -1``: uniform in ``1 .. K-1`` per pair) redrawn uniformly."""
+    rng = as_rng(rng)
+    sizes = np.asarray(data.factor_sizes, dtype=np.int64)
+    num = sizes.size
+    if num < 2:
+        raise DataError(f"pair sampler: dynamics='locatello' needs at least 2 factors; "
+                        f"{data.name!r} has {num}.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer, float)) or int(k) != k or \
+            not (int(k) == -1 or 1 <= int(k) <= num):
+        raise DataError(f"pair sampler: k must be -1 (uniform in 1..{num - 1} per pair, the "
+                        f"paper's) or a whole number from 1 to {num}, got {k!r}.")
+    k = int(k)
+    s = data.sample_factors(n, rng)
+    k_obs = rng.integers(1, num, size=n) if k == -1 else np.full(n, k)
+    count = np.where(rng.random(n) < 0.5, 1, k_obs)  # choice([1, k_obs])
+    rank = np.argsort(np.argsort(rng.random((n, num)), axis=1), axis=1)
+    change = rank < count[:, None]  # a uniform subset of `count` factors per row
+    new = np.floor(rng.random((n, num)) * sizes).astype(np.int64)
+    v = np.where(change, new, s)
     return s, v
 
 
@@ -240,6 +293,8 @@ def pair_batches(
     fixed_factors: str | Sequence[str | int] | None = "auto",
     edge: str = "truncate",
     changes: int | None = None,
+    dynamics: str = "slow",
+    k: int = -1,
 ) -> Iterator[Any]:
     """Endless (or ``num_batches``) torch batches ``(batch_size, 2, *obs)`` float32 in [0, 1].
 
@@ -256,7 +311,7 @@ def pair_batches(
     made = 0
     while num_batches is None or made < num_batches:
         s, v = sample_pair_factors(data, batch_size, rng, rate, fixed_factors, edge, tables,
-                                   changes)
+                                   changes, dynamics, k)
         idx = np.stack([data.index(s), data.index(v)], axis=1).reshape(-1)
         if data.is_image:
             arr = data.images_uint8_from_index(idx)

@@ -15,7 +15,13 @@ import numpy as np
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import Representation, encode_index
 from dislab.metrics.registry import register_metric
-from dislab.metrics.utils import check_count, check_data, fit_or_constant, sklearn_seed
+from dislab.metrics.utils import (
+    check_count,
+    check_data,
+    fit_or_constant,
+    logistic_regression,
+    sklearn_seed,
+)
 
 __all__ = ["beta_vae_score", "beta_vae_features"]
 
@@ -52,6 +58,7 @@ def beta_vae_score(
     batch_size: int = 64,
     num_train: int = 10_000,
     num_eval: int = 5_000,
+    sklearn: str = "current",
 ) -> dict[str, float]:
     """BetaVAE score: accuracy of predicting the fixed factor from mean |z1 - z2|.
 
@@ -59,12 +66,12 @@ def beta_vae_score(
     num_eval 5000; REFERENCE.md §4). Classifier: ``LogisticRegression`` with the defaults of
     scikit-learn >= 0.22 pinned explicitly (lbfgs, multinomial, C=1, max_iter=100), because
     disentanglement_lib's unpinned defaults changed between versions (REFERENCE.md §9.12).
+    ``sklearn="2019"``: the study's scikit-learn's ``LogisticRegression()``, liblinear
+    one-vs-rest (:func:`dislab.metrics.utils.logistic_regression`; docs/fidelity.md).
     The train accuracy is computed once (dlib computes it twice, §9.11).
 
     Returns ``train_accuracy`` and ``eval_accuracy``.
     """
-    from sklearn.linear_model import LogisticRegression
-
     data = check_data(data)
     batch_size = check_count(batch_size, 2, "batch_size")
     num_train = check_count(num_train, 2, "num_train")
@@ -73,8 +80,7 @@ def beta_vae_score(
     x_eval, y_eval = beta_vae_features(data, representation, num_eval, batch_size, rng)
     seed = sklearn_seed(rng)
     model = fit_or_constant(
-        lambda: LogisticRegression(C=1.0, solver="lbfgs", max_iter=100, random_state=seed),
-        x_train, y_train,
+        lambda: logistic_regression(sklearn, seed), x_train, y_train,
     )
     return {
         "train_accuracy": float(np.mean(model.predict(x_train) == y_train)),

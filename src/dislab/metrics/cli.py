@@ -42,6 +42,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         reencode=args.reencode,
         batch_size=args.batch_size,
+        compat=args.compat,
     )
     for name, r in record["metrics"].items():
         values = r.get("values", {})
@@ -51,6 +52,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{name:32s} {r.get('seconds', 0.0):7.1f}s  {text}")
     for name, why in record["skipped"].items():
         print(f"{name:32s} skipped: {why}")
+    print(f"compat mode: {record['compat']}")
     print(f"wrote {record['run_dir']}/metrics.json (total {record['total_seconds']:.1f}s, "
           f"codes {'reused' if record['codes']['reused'] else 'encoded'})")
     return 0
@@ -100,6 +102,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--param", action="append", metavar="METRIC.PARAM=VALUE",
                    help="override a metric parameter, e.g. dci.num_train=1000 "
                    "(repeatable; VALUE is JSON)")
+    p.add_argument("--compat", choices=["default", "dlib"], default="default",
+                   help="settings mode: 'default' (dislab's), or 'dlib' = the numbers as "
+                   "disentanglement_lib's 2019 study made them (scikit-learn 0.20-era "
+                   "classifiers, scikit-learn's own gradient boosting); recorded in "
+                   "metrics.json. docs/fidelity.md lists every difference")
     p.add_argument("--device", default="auto", help="device to encode on (default auto)")
     p.add_argument("--batch-size", type=int, default=128,
                    help="images per encoder batch (default 128)")

@@ -26,6 +26,7 @@ from dislab.metrics.utils import (
     check_count,
     check_data,
     fit_or_constant,
+    logistic_regression_cv,
     quiet_sklearn,
     sample_codes,
     sklearn_seed,
@@ -36,25 +37,18 @@ __all__ = ["downstream_task", "downstream_logistic_regression", "downstream_boos
 NUM_TRAIN = (10, 100, 1000, 10000)
 
 
-def _logistic_cv(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import KFold
-
+def _logistic_cv(x: np.ndarray, y: np.ndarray, seed: int, era: str = "current") -> Any:
     # dlib: LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5)); fewer folds if n < 5.
     folds = min(5, len(y))
-    return fit_or_constant(
-        lambda: LogisticRegressionCV(Cs=10, cv=KFold(n_splits=folds), scoring="accuracy",
-                                     random_state=seed),
-        x, y,
-    )
+    return fit_or_constant(lambda: logistic_regression_cv(era, folds, seed), x, y)
 
 
 def _fit_and_score(predictor: str, booster: str, x: np.ndarray, f: np.ndarray,
-                   xt: np.ndarray, ft: np.ndarray, seeds: Sequence[int], k: int
-                   ) -> tuple[float, float]:
+                   xt: np.ndarray, ft: np.ndarray, seeds: Sequence[int], k: int,
+                   sklearn: str = "current") -> tuple[float, float]:
     """Train and test accuracy of ``predictor`` for factor ``k``."""
     if predictor == "logistic_regression":
-        model = _logistic_cv(x, f[:, k], seeds[k])
+        model = _logistic_cv(x, f[:, k], seeds[k], sklearn)
     else:
         model = fit_booster(booster, x, f[:, k], seeds[k])
     return (float(np.mean(predict_train(model, x) == f[:, k])),
@@ -82,8 +76,11 @@ def downstream_task(
     num_train: Sequence[int] = NUM_TRAIN,
     num_test: int = 5_000,
     booster: str = "fast",
+    sklearn: str = "current",
 ) -> dict[str, float]:
-    """Accuracies of ``predictor`` ("logistic_regression" or "boosted_trees") per train size."""
+    """Accuracies of ``predictor`` ("logistic_regression" or "boosted_trees") per train size
+    (``sklearn``: the logistic regression's settings,
+    :func:`dislab.metrics.utils.logistic_regression_cv`)."""
     data = check_data(data)
     num_test = check_count(num_test, 1, "num_test")
     if predictor not in ("logistic_regression", "boosted_trees"):
@@ -96,7 +93,8 @@ def downstream_task(
         x, f = sample_codes(data, representation, n, rng, split="train")
         xt, ft = sample_codes(data, representation, num_test, rng, split="test")
         seeds = [sklearn_seed(rng) for _ in range(data.num_factors)]
-        score = partial(_fit_and_score, predictor, booster, x, f, xt, ft, seeds)
+        score = partial(_fit_and_score, predictor, booster, x, f, xt, ft, seeds,
+                        sklearn=sklearn)
         if predictor == "logistic_regression":
             accs = _parallel_fits(score, data.factor_sizes)
         else:  # the compiled booster runs its trees in parallel itself
@@ -123,6 +121,7 @@ def downstream_logistic_regression(
     rng: np.random.Generator,
     num_train: Sequence[int] = NUM_TRAIN,
     num_test: int = 5_000,
+    sklearn: str = "current",
 ) -> dict[str, float]:
     """Downstream accuracy of logistic regression, and sample efficiency acc@100/acc@10000.
 
@@ -130,10 +129,11 @@ def downstream_logistic_regression(
     [10, 100, 1000, 10000], num_test 5000, ``LogisticRegressionCV(Cs=10, cv=KFold(5))``
     (REFERENCE.md §4; fewer folds when there are fewer than 5 points, a factor seen with one
     value predicts that value). Keys as dlib: ``"<n>:mean_test_accuracy"`` etc., plus
-    ``sample_efficiency``.
+    ``sample_efficiency``. ``sklearn="2019"``: one-vs-rest, as the study's scikit-learn
+    (:func:`dislab.metrics.utils.logistic_regression_cv`).
     """
     return downstream_task(data, representation, rng, "logistic_regression", num_train,
-                           num_test)
+                           num_test, sklearn=sklearn)
 
 
 @register_metric("downstream_boosted_trees")

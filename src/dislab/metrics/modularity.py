@@ -21,6 +21,7 @@ from dislab.metrics.utils import (
     discrete_mutual_info,
     discretize,
     fit_or_constant,
+    logistic_regression,
     normalize_data,
     sample_codes,
     sklearn_seed,
@@ -67,16 +68,16 @@ def modularity_explicitness(
     num_test: int = 5_000,
     num_bins: int = 20,
     discretizer: str = "histogram",
+    sklearn: str = "current",
 ) -> dict[str, float]:
     """Modularity (histogram MI) and explicitness (logistic-regression ROC AUC).
 
     Defaults from the study's ``modularity_explicitness.gin``: num_train 10000, num_test 5000,
     histogram discretizer with 20 bins (REFERENCE.md §4). The logistic regression pins the
-    scikit-learn >= 0.22 defaults (lbfgs, C=1, max_iter=100). Returns ``modularity_score``,
-    ``explicitness_score_train``, ``explicitness_score_test``.
+    scikit-learn >= 0.22 defaults (lbfgs, C=1, max_iter=100); ``sklearn="2019"``: the study's
+    liblinear one-vs-rest (:func:`dislab.metrics.utils.logistic_regression`). Returns
+    ``modularity_score``, ``explicitness_score_train``, ``explicitness_score_test``.
     """
-    from sklearn.linear_model import LogisticRegression
-
     data = check_data(data)
     num_train = check_count(num_train, 2, "num_train")
     num_test = check_count(num_test, 1, "num_test")
@@ -89,8 +90,7 @@ def modularity_explicitness(
     train_auc, test_auc = [], []
     for k in range(data.num_factors):
         clf = fit_or_constant(
-            lambda: LogisticRegression(C=1.0, solver="lbfgs", max_iter=100, random_state=seed),
-            x_train, factors[:, k],
+            lambda: logistic_regression(sklearn, seed), x_train, factors[:, k],
         )
         train_auc.append(macro_auc(factors[:, k], clf.predict_proba(x_train), clf.classes_))
         test_auc.append(macro_auc(factors_test[:, k], clf.predict_proba(x_test), clf.classes_))

@@ -14,7 +14,13 @@ import numpy as np
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import Representation
 from dislab.metrics.registry import register_metric
-from dislab.metrics.utils import check_count, check_data, fit_or_constant, sample_codes
+from dislab.metrics.utils import (
+    check_count,
+    check_data,
+    fit_or_constant,
+    linear_svc,
+    sample_codes,
+)
 
 __all__ = ["sap_score", "sap_from_matrix", "sap_score_matrix"]
 
@@ -25,10 +31,10 @@ def sap_score_matrix(
     codes_test: np.ndarray,
     factors_test: np.ndarray,
     continuous_factors: bool = False,
+    sklearn: str = "current",
 ) -> np.ndarray:
-    """Score matrix ``(d, K)`` of single-code predictability."""
-    from sklearn.svm import LinearSVC
-
+    """Score matrix ``(d, K)`` of single-code predictability (``sklearn``: the SVM's
+    settings, :func:`dislab.metrics.utils.linear_svc`)."""
     d, num_factors = codes.shape[1], factors.shape[1]
     s = np.zeros((d, num_factors))
     for i in range(d):
@@ -43,8 +49,7 @@ def sap_score_matrix(
                     s[i, k] = cov**2 / (var_z * var_y)
             else:
                 clf = fit_or_constant(
-                    lambda: LinearSVC(C=0.01, class_weight="balanced", dual=False),
-                    z[:, None], y,
+                    lambda: linear_svc(sklearn), z[:, None], y,
                 )
                 s[i, k] = np.mean(clf.predict(codes_test[:, i:i + 1]) == factors_test[:, k])
     return s
@@ -65,6 +70,7 @@ def sap_score(
     num_train: int = 10_000,
     num_test: int = 5_000,
     continuous_factors: bool = False,
+    sklearn: str = "current",
 ) -> dict[str, float]:
     """SAP score.
 
@@ -73,7 +79,9 @@ def sap_score(
     (``dual=False``): the squared-hinge objective has one optimum, so this gives the dual
     solver's answer (dlib's sklearn default) up to tolerance, many times faster on one
     feature, and does not depend on sklearn's changing ``dual`` default (§9.12). SAP is not
-    invariant to rescaling a code (C is fixed). Returns ``SAP_score``.
+    invariant to rescaling a code (C is fixed). ``sklearn="2019"``: ``dual=True`` as the
+    study's scikit-learn, which stops at 1000 iterations on large codes before converging
+    (docs/fidelity.md has the effect). Returns ``SAP_score``.
     """
     data = check_data(data)
     num_train = check_count(num_train, 2, "num_train")
@@ -81,5 +89,6 @@ def sap_score(
     codes, factors = sample_codes(data, representation, num_train, rng, split="train")
     codes_test, factors_test = sample_codes(data, representation, num_test, rng,
                                             split="test")
-    s = sap_score_matrix(codes, factors, codes_test, factors_test, continuous_factors)
+    s = sap_score_matrix(codes, factors, codes_test, factors_test, continuous_factors,
+                         sklearn)
     return {"SAP_score": sap_from_matrix(s)}

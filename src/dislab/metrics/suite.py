@@ -121,6 +121,7 @@ def run_metrics(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
     cache: bool | str = "auto",
+    compat: str = "default",
 ) -> dict[str, Any]:
     """Run metrics and return full records.
 
@@ -128,15 +129,21 @@ def run_metrics(
     "seed", "seconds"}``. ``params`` overrides defaults per metric, e.g.
     ``{"dci": {"num_train": 1000}}``. ``cache``: ``"auto"`` encodes the whole grid once
     for a function representation on a data set of at most ``AUTO_CACHE_MAX`` points;
-    ``True``/``False`` force it on/off.
+    ``True``/``False`` force it on/off. ``compat``: a named mode of settings
+    (:mod:`dislab.metrics.compat`; ``"dlib"``: disentanglement_lib's 2019 classifiers), under
+    ``params``; the record says which (``"compat"``).
     """
+    from dislab.metrics.compat import check_compat, compat_params
+
     data = check_data(data, needs_factors=False)
     names = resolve_metrics(metrics)
+    compat = check_compat(compat)
     params = dict(params or {})
     for name in params:
         if name not in names:
             raise MetricError(f"parameters given for metric {name!r}, which is not run "
                               f"(running: {', '.join(names)}).")
+    params = compat_params(compat, names, params)
     if not isinstance(representation, CodeTable) and not callable(representation):
         raise MetricError("representation must be a CodeTable or a function images -> codes, "
                           f"got {type(representation).__name__}.")
@@ -190,9 +197,10 @@ def run_metrics(
             "values": {k: float(v) for k, v in values.items()},
             "params": _clean({**spec.defaults, **kwargs}),
             "seconds": time.perf_counter() - t0,
+            "compat": compat,
         }
     return {"results": results, "skipped": skipped, "seed": int(seed),
-            "seconds": time.perf_counter() - t_all}
+            "seconds": time.perf_counter() - t_all, "compat": compat}
 
 
 def evaluate(
@@ -203,6 +211,7 @@ def evaluate(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
     cache: bool | str = "auto",
+    compat: str = "default",
 ) -> dict[str, dict[str, float]]:
     """Score a representation: ``{metric name: {value name: float}}``.
 
@@ -210,9 +219,9 @@ def evaluate(
     (or ``(mean, logvar)``), or a :class:`CodeTable` of the full grid of ``data``.
     ``metrics``: names (list or ``"a,b"``), ``"all"``, or ``None`` for the default suite
     (``dislab.metrics.default_metrics()``). Metrics that need q(z|x) are skipped for codes
-    without log-variances. See :func:`run_metrics` for ``params`` and ``cache``.
+    without log-variances. See :func:`run_metrics` for ``params``, ``cache`` and ``compat``.
     """
-    out = run_metrics(representation, data, metrics, seed, params, progress, cache)
+    out = run_metrics(representation, data, metrics, seed, params, progress, cache, compat)
     return {name: r["values"] for name, r in out["results"].items()}
 
 
@@ -233,21 +242,26 @@ def evaluate_run(
     progress: bool = True,
     reencode: bool = False,
     batch_size: int = 128,
+    compat: str = "default",
 ) -> dict[str, Any]:
     """Score a training run folder; write ``metrics.json`` and cache ``codes.npz`` there.
 
     The model is loaded with :func:`dislab.train.load_run` and the data set named in the
     run's config (or ``data`` / ``data_path``) is encoded once into ``codes.npz`` (reused
     while the weights and data set match; ``reencode=True`` forces it). Results of metrics
-    already in ``metrics.json`` and not re-run now are kept. Returns the written record.
+    already in ``metrics.json`` and not re-run now are kept. ``compat``: the mode of
+    :func:`run_metrics`, recorded at the top of ``metrics.json`` and in each metric's entry.
+    Returns the written record.
     """
     from dislab import __version__
     from dislab.data import load as load_data
     from dislab.metrics.cache import encode_grid, file_sha256, load_or_encode
+    from dislab.metrics.compat import check_compat
     from dislab.train import load_run  # lazy: metrics must not import train at module level
 
     run_dir = Path(run_dir)
     names = resolve_metrics(metrics)
+    compat = check_compat(compat)
     t0 = time.perf_counter()
     model, config = load_run(run_dir, device=device)
     if isinstance(data, GroundTruthData):
@@ -269,7 +283,7 @@ def evaluate_run(
         force=reencode,
     )
     encode_seconds = time.perf_counter() - t_enc
-    out = run_metrics(table, dataset, names, seed, params, progress)
+    out = run_metrics(table, dataset, names, seed, params, progress, compat=compat)
     record_path = run_dir / "metrics.json"
     previous: dict[str, Any] = {}
     if record_path.exists():
@@ -286,6 +300,7 @@ def evaluate_run(
         "model": getattr(config, "model", None),
         "data": meta["data"],
         "seed": out["seed"],
+        "compat": compat,
         "codes": {"path": "codes.npz", "reused": reused, "encode_seconds": encode_seconds,
                   "num_codes": table.num_codes, "has_logvar": table.logvar is not None},
         "metrics": merged,

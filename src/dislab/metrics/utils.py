@@ -19,6 +19,10 @@ from dislab.data.base import GroundTruthData
 from dislab.metrics.base import MetricError, Representation, encode_index
 
 __all__ = [
+    "SKLEARN_ERAS",
+    "logistic_regression",
+    "logistic_regression_cv",
+    "linear_svc",
     "sample_codes",
     "histogram_discretize",
     "discretize",
@@ -266,3 +270,57 @@ class _Constant:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return np.ones((x.shape[0], 1))
+
+
+#: values of the metrics' ``sklearn`` option: "current" pins scikit-learn's defaults since
+#: 0.22; "2019" reproduces those of the scikit-learn that disentanglement_lib's study ran on
+#: (0.20/0.21: ``LogisticRegression()`` = liblinear one-vs-rest, ``LogisticRegressionCV()`` =
+#: lbfgs one-vs-rest, ``LinearSVC()`` = dual coordinate descent).
+SKLEARN_ERAS = ("current", "2019")
+
+
+def _check_era(era: str) -> str:
+    if era not in SKLEARN_ERAS:
+        raise MetricError(f"sklearn must be one of {SKLEARN_ERAS} ('2019': the classifier "
+                          f"settings of disentanglement_lib's study), got {era!r}.")
+    return era
+
+
+def logistic_regression(era: str, seed: int) -> Any:
+    """disentanglement_lib's ``LogisticRegression()`` (BetaVAE score, explicitness).
+
+    ``"current"``: lbfgs, multinomial, C=1, max_iter=100 (scikit-learn >= 0.22). ``"2019"``:
+    liblinear one-vs-rest (scikit-learn 0.20/0.21's default), built as
+    ``OneVsRestClassifier(LogisticRegression(solver="liblinear"))`` because current
+    scikit-learn deprecates ``multi_class``; same fits, same argmax/normalised predictions.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if _check_era(era) == "2019":
+        return OneVsRestClassifier(LogisticRegression(C=1.0, solver="liblinear", max_iter=100,
+                                                      random_state=seed))
+    return LogisticRegression(C=1.0, solver="lbfgs", max_iter=100, random_state=seed)
+
+
+def logistic_regression_cv(era: str, folds: int, seed: int) -> Any:
+    """disentanglement_lib ``utils.logistic_regression_cv``:
+    ``LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5))`` (downstream task). ``"current"``:
+    multinomial lbfgs; ``"2019"``: one-vs-rest lbfgs (scikit-learn 0.20/0.21's
+    ``multi_class`` default; each class picks its own C), built with ``OneVsRestClassifier``."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import KFold
+    from sklearn.multiclass import OneVsRestClassifier
+
+    base = LogisticRegressionCV(Cs=10, cv=KFold(n_splits=folds), scoring="accuracy",
+                                random_state=seed)
+    return OneVsRestClassifier(base) if _check_era(era) == "2019" else base
+
+
+def linear_svc(era: str) -> Any:
+    """disentanglement_lib's SAP classifier ``LinearSVC(C=0.01, class_weight="balanced")``.
+    ``"current"``: solved in the primal (``dual=False``); ``"2019"``: ``dual=True`` (the
+    scikit-learn default then; it can stop at ``max_iter=1000`` before converging)."""
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(C=0.01, class_weight="balanced", dual=_check_era(era) == "2019")

@@ -2,8 +2,11 @@
 a β-VAE on pairs of observations that differ in a few factors, whose posteriors share the
 latents that the pair does not change.
 
-Batches are pairs ``(B, 2, *obs)`` (:func:`dislab.data.pairs.pair_batches`; the paper's
-pairs differ in ``k`` factors, dislab's ``changes=k`` pair option). With ``q_t = N(mu_t,
+Batches are pairs ``(B, 2, *obs)`` (:func:`dislab.data.pairs.pair_batches`). By default
+(``pair_defaults``, used when a config gives no ``pair_options``) the pairs are the paper's:
+disentanglement_lib's ``simple_dynamics`` (``methods/weak/train_weak_lib.py``; pair options
+``dynamics="locatello", k=-1``: 1 or k factors redrawn uniformly, shape included);
+``batch_size`` counts pairs as there (64 pairs = 128 images). With ``q_t = N(mu_t,
 diag s2_t)`` the encoder's posterior of frame ``t``, per pair:
 
 1. ``delta_i = KL(q_0,i || q_1,i)`` for each latent ``i``;
@@ -15,13 +18,19 @@ diag s2_t)`` the encoder's posterior of frame ``t``, per pair:
 4. loss ``= recon(x_0) + recon(x_1) + β · [KL(q~_0 || N(0, I)) + KL(q~_1 || N(0, I))]``,
    averaged over the pairs, with ``q~`` the adapted posteriors.
 
+disentanglement_lib's ``GroupVAEBase.model_fn`` (``methods/weak/weak_vae.py``) averages
+over the two frames instead, ``½(recon_0 + recon_1) + β·½(KL~_0 + KL~_1)``: dislab's loss is
+exactly twice the reference's (same gradients up to that factor; Adam's updates are
+invariant to it up to its ε). The reference's pair KL omits the ½ (it only sets the
+threshold, which is scale-free).
+
 The posterior of a single image (evaluation, traversals) is the encoder's own. Default β = 1
 (the paper sweeps β over 1, 2, 4, 6, 8, 16).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -64,6 +73,7 @@ class AdaGVAE(VAE):
 
     name: ClassVar[str] = "ada_gvae"
     batch_kind: ClassVar[str] = "pairs"
+    pair_defaults: ClassVar[dict[str, Any]] = {"dynamics": "locatello", "k": -1}
     hparams: ClassVar[dict[str, HParam]] = {
         "beta": HParam(1.0, "weight of the KL to the N(0, I) prior",
                        "Locatello et al. 2020 (sweep 1, 2, 4, 6, 8, 16)"),

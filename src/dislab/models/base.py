@@ -17,7 +17,13 @@ A method is a ``torch.nn.Module`` with
   discriminator, AAE) override them.
 
 ``batch_kind`` is ``"single"`` (a batch is ``(B, *obs)``) or ``"pairs"`` (a batch is
-``(B, 2, *obs)``: consecutive observations, see :mod:`dislab.data.pairs`).
+``(B, 2, *obs)``: consecutive observations, see :mod:`dislab.data.pairs`). For pair methods,
+``batch_counts`` says what a config's ``batch_size`` counts: ``"pairs"`` (Ada-GVAE's
+reference, disentanglement_lib ``methods/weak/train_weak_lib.py``, batches 64 pairs) or
+``"images"`` (Slow-VAE's reference, bethgelab/slow_disentanglement ``scripts/dataset.py``
+``return_data``, halves the batch size: 64 images = 32 pairs). ``pair_defaults`` are the
+method's pair-sampler options (:func:`dislab.data.pairs.pair_batches`) when a config gives
+no ``pair_options``.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ class Method(nn.Module):
     hparams: ClassVar[dict[str, HParam]] = {}
     has_decoder: ClassVar[bool] = True
     batch_kind: ClassVar[str] = "single"
+    #: what ``batch_size`` counts for pair methods: "pairs" or "images" (2 per pair)
+    batch_counts: ClassVar[str] = "pairs"
+    #: pair-sampler options used when the config gives no ``pair_options``
+    pair_defaults: ClassVar[dict[str, Any]] = {}
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

@@ -15,12 +15,15 @@ reference code's ``2·recon + β·KL`` on a batch of 2B images). The Gaussian–
 closed form (:func:`gaussian_laplace_kl`); the centre ``mu`` of the other frame is not
 detached (the reference code's choice).
 
-Defaults β = 1, γ = 10, λ = 6: bethgelab/slow_disentanglement (REFERENCE.md "Zietlow").
-Deviation: the reference code subtracts the posterior entropy in the Laplace term once per
-pair (averaged over the two frames) instead of once per direction; dislab uses the exact KL
-for both directions by default (``entropy_share=1``), the reference's term with
-``entropy_share=0.5``. The entropy term sets how much a precise (narrow) posterior costs: with
-the exact KL an unused latent settles near σ ≈ 1/(λ·sqrt(2/π)) ≈ 0.21.
+Defaults β = 1, γ = 10, λ = 6: bethgelab/slow_disentanglement ``main.py``. The Laplace term
+is the reference's (``scripts/solver.py``, ``Solver.train``: both directions'
+cross-entropies minus the mean per-image posterior entropy, i.e. the entropy once per pair):
+``entropy_share=0.5``, the default. ``entropy_share=1`` subtracts each direction's own
+entropy (the exact KL of both directions; dislab's earlier default), which makes a narrow
+posterior cheaper: an unused latent then settles near σ ≈ 1/(λ·sqrt(2/π)) ≈ 0.21.
+
+``batch_size`` counts images, two per pair (``batch_counts = "images"``): the reference's
+``--batch-size 64`` is 32 pairs (``scripts/dataset.py``, ``return_data`` halves it).
 """
 
 from __future__ import annotations
@@ -70,10 +73,11 @@ def gaussian_laplace_kl(
 
 @register
 class SlowVAE(VAE):
-    """Slow-VAE on pairs: ``2·recon + β·KL_normal + γ·(KL_laplace both directions)``."""
+    """Slow-VAE on pairs: ``2·recon + β·KL_normal + γ·(Laplace term, both directions)``."""
 
     name: ClassVar[str] = "slow_vae"
     batch_kind: ClassVar[str] = "pairs"
+    batch_counts: ClassVar[str] = "images"
     hparams: ClassVar[dict[str, HParam]] = {
         "beta": HParam(1.0, "weight of the KL to the N(0, I) prior",
                        "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
@@ -98,10 +102,10 @@ class SlowVAE(VAE):
                          "linearly from 0 to their values, so the reconstruction is learned "
                          "before the transition prior squeezes the latents; 0 = Slow-VAE as "
                          "published", "dislab (0: off)"),
-        "entropy_share": HParam(1.0, "posterior entropy subtracted in the Laplace term, per "
-                                "frame: 1 = the exact KL of both directions, 0.5 = the "
-                                "reference code's (once per pair)",
-                                "dislab (1); bethgelab/slow_disentanglement (0.5)"),
+        "entropy_share": HParam(0.5, "posterior entropy subtracted in the Laplace term, per "
+                                "frame: 0.5 = the reference code's (once per pair), 1 = the "
+                                "exact KL of both directions",
+                                "bethgelab/slow_disentanglement scripts/solver.py (0.5)"),
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -64,6 +64,7 @@ def _row(folder: Path) -> dict[str, Any] | None:
         "method": run.get("method"),
         "seed": run.get("seed"),
         "eval_seed": run.get("eval_seed"),
+        "compat": run.get("compat", "default"),
         "status": status.get("status", "pending"),
         "error": status.get("error"),
         "attempt": status.get("attempt"),
@@ -98,8 +99,8 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
         if key not in frame:
             frame[key] = math.nan
     # Stable column order: identity, status, hparams, config, metrics, finals, times.
-    first = ["run_id", "study", "data", "method", "seed", "eval_seed", "status", "error",
-             "attempt"]
+    first = ["run_id", "study", "data", "method", "seed", "eval_seed", "compat", "status",
+             "error", "attempt"]
     groups = [sorted(c for c in frame.columns if c.startswith(p))
               for p in ("hp.", "config.", "metric.", "final.")]
     last = ["train_seconds", "eval_seconds", "seconds"]

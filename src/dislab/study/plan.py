@@ -71,12 +71,25 @@ def _hp_text(hparams: dict[str, Any], shown: list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]", "_", text)
 
 
+def compat_train_steps(compat: str, method: str, steps: int) -> int:
+    """Optimiser updates of a run of ``steps`` steps in mode ``compat``: ``"dlib"`` halves
+    FactorVAE's, because disentanglement_lib's ``FactorVAE.model_fn``
+    (``methods/unsupervised/vae.py``) passes the global step to both optimisers'
+    ``minimize``, so each training iteration advances it by 2 and ``training_steps=300000``
+    stops after 150 000 updates of each network."""
+    if compat == "dlib" and method == "factor_vae":
+        return max(1, steps // 2)
+    return steps
+
+
 def run_id(run: dict[str, Any], shown_hparams: list[str] | None = None) -> str:
     """The stable id of ``run``: ``<data>-<method>-<swept hparams>-s<seed>-<hash8>``."""
     identity = {"train": run["train"], "metrics": run["metrics"],
                 "eval_seed": run["eval_seed"], "data": run["data"]}
     if run.get("metric_params"):
         identity["metric_params"] = run["metric_params"]
+    if run.get("compat", "default") != "default":
+        identity["compat"] = run["compat"]
     key = _canonical(identity)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     shown = sorted(run["hparams"]) if shown_hparams is None else shown_hparams
@@ -117,6 +130,10 @@ def expand(spec: StudySpec) -> list[dict[str, Any]]:
                         "metric_params": {k: dict(v) for k, v in spec.metric_params.items()},
                         "train": train,
                     }
+                    if spec.compat != "default":
+                        run["compat"] = spec.compat
+                        train["steps"] = compat_train_steps(spec.compat, method.name,
+                                                            spec.steps)
                     run["run_id"] = run_id(run, varying)
                     runs.append(run)
     ids = [r["run_id"] for r in runs]

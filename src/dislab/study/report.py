@@ -82,6 +82,11 @@ def _summary(frame: pd.DataFrame) -> str:
     from dislab.viz import study_plots as sp
 
     parts = ["<h2>Runs</h2>"]
+    if "compat" in frame:
+        modes = sorted(str(m) for m in frame["compat"].dropna().unique())
+        parts.append(f"<p>Metric settings mode (compat): <b>{html.escape(', '.join(modes))}"
+                     "</b> (<code>dlib</code>: disentanglement_lib's 2019 settings; see "
+                     "docs/fidelity.md).</p>")
     counts = frame.pivot_table(index=["data", "method"], columns="status", values="run_id",
                                aggfunc="count", fill_value=0).reset_index()
     counts.columns.name = None

@@ -200,7 +200,8 @@ def train_and_evaluate(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     train_wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     record = evaluate_run(model_dir, metrics=run.get("metrics"), seed=int(run["eval_seed"]),
-                          params=run.get("metric_params") or None, progress=False)
+                          params=run.get("metric_params") or None, progress=False,
+                          compat=run.get("compat", "default"))
     eval_seconds = time.perf_counter() - t1
     metrics = {name: rec.get("values", rec) if isinstance(rec, dict) else rec
                for name, rec in (record.get("metrics") or {}).items()}
@@ -210,6 +211,7 @@ def train_and_evaluate(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "metric_seconds": {name: rec.get("seconds") for name, rec in
                            (record.get("metrics") or {}).items() if isinstance(rec, dict)},
         "metrics_skipped": record.get("skipped") or {},
+        "compat": record.get("compat", "default"),
         "train_seconds": train_status.get("train_seconds", train_wall),
         "eval_seconds": eval_seconds,
         "final_logs": train_status.get("final_logs") or {},

@@ -31,6 +31,10 @@ Format (every key except ``methods`` is optional; defaults in brackets)::
     eval_seed: run                # ["run" = the run's training seed] or a fixed int for all runs
     train: {lr: 0.0001}           # [{}] any other dislab.train.TrainConfig field (arch,
                                   #   reconstruction, lr, beta1, beta2, eps, device, ...)
+    compat: default               # [default] or dlib: disentanglement_lib's settings (2019
+                                  #   classifiers and booster for the metrics; FactorVAE
+                                  #   trained steps/2 updates, as its double global-step
+                                  #   count did); results carry the mode (docs/fidelity.md)
 
 Command-line overrides (``dislab study plan|run``) scale a spec down without editing it:
 ``--steps N``, ``--seeds N`` and ``--data NAME[,NAME...]`` (keeps the listed data set labels, or
@@ -68,7 +72,7 @@ __all__ = [
 
 _TOP_KEYS = {
     "name", "description", "data", "methods", "seeds", "steps", "latent_dim", "batch_size",
-    "metrics", "metric_params", "eval_seed", "train",
+    "metrics", "metric_params", "eval_seed", "train", "compat",
 }
 #: TrainConfig fields that the spec sets through its own keys (not through ``train:``).
 _RESERVED_TRAIN = {"model", "data", "data_path", "data_options", "latent_dim", "hparams",
@@ -120,6 +124,7 @@ class StudySpec:
     eval_seed: int | str = "run"
     train: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    compat: str = "default"
 
     @property
     def num_runs(self) -> int:
@@ -161,6 +166,7 @@ class StudySpec:
             "metric_params": {k: dict(v) for k, v in self.metric_params.items()},
             "eval_seed": self.eval_seed,
             "train": dict(self.train),
+            "compat": self.compat,
         }
 
 
@@ -254,6 +260,10 @@ def parse_spec(raw: Any, default_name: str = "study") -> StudySpec:
         raise DislabError(f"'train' sets {sorted(clash)}, which the spec sets itself: use the "
                           "top-level keys data, methods, seeds, steps, latent_dim, batch_size.")
     _check_train_fields(train)
+    compat = raw.get("compat", "default")
+    if compat not in ("default", "dlib"):
+        raise DislabError(f"'compat' must be 'default' or 'dlib' (disentanglement_lib's "
+                          f"settings), not {compat!r}.")
     return StudySpec(
         name=name,
         description=str(raw.get("description") or ""),
@@ -267,6 +277,7 @@ def parse_spec(raw: Any, default_name: str = "study") -> StudySpec:
         metric_params={k: dict(v) for k, v in metric_params.items()},
         eval_seed=eval_seed,
         train=dict(train),
+        compat=compat,
     )
 
 

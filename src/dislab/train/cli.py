@@ -111,7 +111,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pair-option", dest="pair_option", action="append", default=[],
                    metavar="KEY=VALUE", help="pair sampler option for methods trained on pairs "
                    "(slow_vae, pcl, ada_gvae): rate, edge, fixed_factors, changes (e.g. "
-                   "changes=1: pairs differ in one factor); repeatable")
+                   "changes=1: pairs differ in one factor), dynamics=locatello with k (Locatello "
+                   "et al. 2020's pairs, ada_gvae's default); repeatable")
     p.add_argument("--compile", choices=["auto", "on", "off"], default=None,
                    help="torch.compile the objective (default auto)")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=None,

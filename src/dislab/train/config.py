@@ -45,7 +45,8 @@ class TrainConfig:
         hparams: the method's hyper-parameters (``dislab models`` lists them and their
             defaults); missing ones take the method's defaults.
         steps: number of optimiser updates (study: 300 000).
-        batch_size: images per update (study: 64; pairs methods: pairs per update).
+        batch_size: images per update (study: 64); for pair methods pairs per update, except
+            Slow-VAE, whose reference counts images (64 = 32 pairs; ``batch_counts``).
         lr, beta1, beta2, eps: Adam settings of the model optimiser (study values).
         seed: seeds torch, numpy and the data sampler (study: 0..49).
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.

@@ -106,6 +106,23 @@ def _load_data(config: TrainConfig) -> Any:
 
 
 # -- batches -----------------------------------------------------------------------------
+def pair_batch_settings(cls: Any, cfg: TrainConfig) -> tuple[int, dict[str, Any]]:
+    """Batches per update (pairs for pair methods) and the pair-sampler options of a run:
+    the method's ``batch_counts`` ("images": ``batch_size`` counts images, two per pair, as
+    Slow-VAE's reference), and the config's ``pair_options`` or, if it gives none, the
+    method's ``pair_defaults``."""
+    if getattr(cls, "batch_kind", "single") != "pairs":
+        return cfg.batch_size, dict(cfg.pair_options)
+    options = dict(cfg.pair_options or getattr(cls, "pair_defaults", {}))
+    if getattr(cls, "batch_counts", "pairs") == "images":
+        if cfg.batch_size % 2:
+            raise DislabError(f"{cls.name}: batch_size counts images, two per pair, so it must "
+                              f"be even; got {cfg.batch_size} (the reference's is 64 = 32 "
+                              "pairs).")
+        return cfg.batch_size // 2, options
+    return cfg.batch_size, options
+
+
 class BatchSource:
     """Batches drawn with one numpy Generator whose state is saved in checkpoints.
 
@@ -318,9 +335,10 @@ class Trainer:
                                                eps=cfg.eps)
         self.optimizers = {k: _fused_adam(o, self.device) for k, o in opts.items()}
         self.batch_kind = getattr(self.model, "batch_kind", "single")
-        self.images_per_batch = cfg.batch_size * (2 if self.batch_kind == "pairs" else 1)
-        self.batches = BatchSource(self.data, cfg.batch_size, cfg.seed, self.batch_kind,
-                                   cfg.pair_options, prefetch=cfg.prefetch,
+        per_batch, pair_options = pair_batch_settings(type(self.model), cfg)
+        self.images_per_batch = per_batch * (2 if self.batch_kind == "pairs" else 1)
+        self.batches = BatchSource(self.data, per_batch, cfg.seed, self.batch_kind,
+                                   pair_options, prefetch=cfg.prefetch,
                                    channels_last=self.channels_last and self.batch_kind != "pairs")
         self.compiled = False
         want = cfg.compile is True or (cfg.compile == "auto" and self._compile_helps())
