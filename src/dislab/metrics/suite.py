@@ -34,9 +34,9 @@ from dislab.metrics.utils import check_data
 __all__ = ["evaluate", "evaluate_run", "run_metrics", "metric_rng", "resolve_metrics",
            "to_code_table"]
 
-#: Encode the whole grid first when a function representation is scored on a data set with at
-#: most this many points: the default suite looks up about 3.5 million codes, so encoding the
-#: grid once is cheaper for every data set of the study.
+#: Keep the codes of a function or module representation in a lazy :class:`CodeTable` (each
+#: grid point encoded once, when a metric first asks for it) on data sets of at most this many
+#: points: the default suite looks up about 3.5 million codes.
 AUTO_CACHE_MAX = 2_000_000
 
 
@@ -171,9 +171,11 @@ def run_metrics(
 
     Returns ``{"results": {name: {"values", "params", "seconds"}}, "skipped": {name: why},
     "seed", "seconds"}``. ``params`` overrides defaults per metric, e.g.
-    ``{"dci": {"num_train": 1000}}``. ``cache``: ``"auto"`` encodes the whole grid once
-    for a function representation on a data set of at most ``AUTO_CACHE_MAX`` points;
-    ``True``/``False`` force it on/off.
+    ``{"dci": {"num_train": 1000}}`` (checked: :mod:`dislab.metrics.params`). ``cache``:
+    ``"auto"`` scores a function or torch module through a lazy :class:`CodeTable` (the grid
+    points the metrics ask for, each encoded once) on a data set of at most
+    ``AUTO_CACHE_MAX`` points; ``True`` encodes the whole grid first; ``False`` encodes what
+    each metric asks for, every time.
     """
     data = check_data(data)
     names = resolve_metrics(metrics)
@@ -245,7 +247,10 @@ def evaluate(
     """Score a representation: ``{metric name: {value name: float}}``.
 
     ``representation``: a function ``images (n, *observation_shape) float32 -> codes (n, d)``
-    (or ``(mean, logvar)``), or a :class:`CodeTable` of the full grid of ``data``.
+    (or ``(mean, logvar)``; numpy arrays or torch tensors), a torch module (its ``encode``,
+    else ``forward``; run in eval mode without autograd on its device, its mode restored), or a
+    :class:`CodeTable` (of the full grid in grid order, or carrying its rows' ``index`` or
+    ``factors``).
     ``metrics``: names (list or ``"a,b"``), ``"all"``, or ``None`` for the default suite
     (``dislab.metrics.default_metrics()``). Metrics that need q(z|x) are skipped for codes
     without log-variances. See :func:`run_metrics` for ``params`` and ``cache``.
