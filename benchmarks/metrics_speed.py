@@ -7,11 +7,16 @@ Prints
 * the time to encode the full grid (737,280 images) into a code table;
 * the time of each default metric on the cached table, and the total;
 * DCI with the compiled booster vs scikit-learn's ``GradientBoostingClassifier`` (the
-  reference) on the same codes: both results, the largest absolute gap, both times.
+  reference) on the same codes: both results, the largest absolute gap, both times;
+* a two-metric evaluation (``--lazy-metrics``, default ``mig,sap``) through a lazy code table,
+  which encodes only the grid points those metrics look at, against the full suite (full-grid
+  encoding plus every metric) and against the full-grid encoding alone, with its values next to
+  the full table's for the same seed (with ``--run``, also ``evaluate_run`` on the run folder,
+  model loading and ``codes.npz`` included).
 
 The encoder is a randomly initialised study conv encoder (``dislab.models.create("beta_vae",
-(1, 64, 64))``); the data set is procedural dSprites (``dislab.data.load("dsprites")``) unless
-``--path`` gives the official file.
+(1, 64, 64))``), or a trained run's (``--run RUN_DIR``); the data set is procedural dSprites
+(``dislab.data.load("dsprites")``) unless ``--path`` gives the official file.
 
     .venv/bin/python benchmarks/metrics_speed.py                 # everything (~10 min, 2 cores)
     .venv/bin/python benchmarks/metrics_speed.py --no-reference  # skip sklearn's slow DCI
@@ -55,6 +60,52 @@ def _synthetic_table(data) -> object:
     return CodeTable(mean, logvar)
 
 
+def _lazy_section(out: dict, model, data, table, names: list[str], args) -> None:
+    """Time ``names`` on a lazy table (encoding included) against the full-grid figures."""
+    from dislab.metrics import CodeTable
+    from dislab.metrics.cache import encode_rows
+    from dislab.metrics.suite import run_metrics
+
+    full = run_metrics(table, data, names, seed=args.seed)
+    t = time.perf_counter()
+    lazy = CodeTable.lazy(data, lambda idx: encode_rows(model, data, idx, progress=False),
+                          first=128)
+    res = run_metrics(lazy, data, names, seed=args.seed)
+    seconds = time.perf_counter() - t
+    values = {k: r["values"] for k, r in res["results"].items()}
+    want = {k: r["values"] for k, r in full["results"].items()}
+    gap = float(np.abs(lazy.mean - table.mean[lazy.index]).max())
+    key = ",".join(names)
+    out["lazy"] = {"metrics": key, "seconds": seconds, "rows_encoded": int(lazy.encoded),
+                   "values": values, "full_table_values": want, "equal": values == want,
+                   "max_abs_code_gap": gap,
+                   "ratio_to_full_grid_encoding": seconds / out["encode_full_seconds"],
+                   "ratio_to_full_suite": seconds / out["suite_total_seconds"]}
+    print(f"{key} through a lazy table: {seconds:.1f}s, {lazy.encoded:,} of {len(data):,} "
+          f"images encoded; {seconds / out['encode_full_seconds']:.3f}x the full-grid "
+          f"encoding ({out['encode_full_seconds']:.1f}s), "
+          f"{seconds / out['suite_total_seconds']:.3f}x the full suite "
+          f"({out['suite_total_seconds']:.1f}s)")
+    print(f"  values {'EQUAL' if values == want else 'DIFFER'} to the full table's "
+          f"(largest code gap {gap:.2g}): {json.dumps(values)}", flush=True)
+    if args.run:
+        from dislab.metrics import evaluate_run
+
+        t = time.perf_counter()
+        rec = evaluate_run(args.run, metrics=key, seed=args.seed, device=args.device,
+                           reencode=True, progress=False)
+        run_seconds = time.perf_counter() - t
+        got = {k: rec["metrics"][k]["values"] for k in names if k in rec["metrics"]}
+        out["lazy"].update(evaluate_run_seconds=run_seconds, evaluate_run_values=got,
+                           evaluate_run_equal=got == want,
+                           evaluate_run_ratio_to_full_grid_encoding=(
+                               run_seconds / out["encode_full_seconds"]))
+        print(f"  evaluate_run {args.run} --metrics {key} (fresh codes.npz): "
+              f"{run_seconds:.1f}s, {run_seconds / out['encode_full_seconds']:.3f}x the "
+              f"full-grid encoding; values {'EQUAL' if got == want else 'DIFFER'}",
+              flush=True)
+
+
 def main() -> None:
     import dislab
     from dislab import data as dd
@@ -81,11 +132,22 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="the encoder's device (cpu, cuda)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="a dSprites training run: its encoder instead of a random one, and "
+                   "evaluate_run timed on it (rewrites its codes.npz and metrics.json)")
+    p.add_argument("--lazy-metrics", default="mig,sap",
+                   help="metrics of the lazy-table evaluation (default mig,sap)")
     args = p.parse_args()
 
     torch.manual_seed(0)
     data = dd.load("dsprites", path=args.path)
-    model = models.create("beta_vae", data.observation_shape).eval().to(args.device)
+    if args.run:
+        from dislab.train import load_run
+
+        model, _ = load_run(args.run, device=args.device)
+        model.eval()
+    else:
+        model = models.create("beta_vae", data.observation_shape).eval().to(args.device)
     out: dict = {"dislab_version": dislab.__version__, "torch_threads": torch.get_num_threads(),
                  "num_images": len(data), "device": args.device}
     print(f"data {data!r}, torch threads {torch.get_num_threads()}", flush=True)
@@ -146,6 +208,11 @@ def main() -> None:
     if out["encode_full_seconds"] is not None:
         out["suite_total_seconds"] = out["encode_full_seconds"] + total
         print(f"whole suite (encoding + metrics): {out['suite_total_seconds']:.1f}s")
+
+    # -- the chosen metrics through a lazy table: only the rows they look at are encoded ---
+    lazy_names = [m for m in args.lazy_metrics.split(",") if m]
+    if out["encode_full_seconds"] is not None:
+        _lazy_section(out, model, data, table, lazy_names, args)
 
     # -- DCI: compiled booster vs the sklearn reference on the same codes ----------------
     from dislab.metrics import boosting

@@ -48,6 +48,7 @@ import math
 import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -414,6 +415,21 @@ def _read_small(zf: zipfile.ZipFile, key: str, path: str) -> np.ndarray:
 
 def read_npz(path: str | os.PathLike[str], chunk: int = 16384,
              progress: bool = True) -> dict[str, Any]:
+    """Read a dSprites ``.npz`` without unpickling (see :func:`_read_npz`); a member that is
+    damaged (bad CRC-32, bad compressed stream, cut short) raises :class:`DataError`."""
+    try:
+        return _read_npz(path, chunk, progress)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        p = os.fspath(path)
+        raise DataError(
+            f"{p} is damaged ({type(e).__name__}: {e}); the file is corrupt or was cut short. "
+            f"Download {OFFICIAL_FILE} again from {_DOCS_URL}, or write one with "
+            "`dislab data render dsprites --out FILE.npz`."
+        ) from None
+
+
+def _read_npz(path: str | os.PathLike[str], chunk: int = 16384,
+              progress: bool = True) -> dict[str, Any]:
     """Read a dSprites ``.npz`` without unpickling; images are returned bit-packed.
 
     Returns ``{"packed": (N, 64, 8) uint8 (np.packbits of the 0/1 images along x),

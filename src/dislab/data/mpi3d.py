@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,8 +122,10 @@ class MPI3D(GroundTruthData):
                         "official MPI3D .npz holds 'images' (N, 64, 64, 3) uint8."
                     )
                 return f["images"]
-        except (zipfile.BadZipFile, OSError) as e:
-            raise DataError(f"mpi3d: {path!r} is not a readable .npz/.npy file ({e}).") from e
+        except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as e:
+            raise DataError(
+                f"mpi3d: {path!r} is not a readable .npz/.npy file: damaged or cut short "
+                f"({type(e).__name__}: {e}); download the official MPI3D file again.") from e
         except ValueError as e:  # object arrays need pickle: refuse
             raise DataError(f"mpi3d: {path!r} cannot be read without unpickling ({e}).") from e
 

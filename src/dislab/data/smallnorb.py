@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,14 @@ def _open(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     if os.path.isfile(path + ".gz"):
-        with gzip.open(path + ".gz", "rb") as f:
-            return f.read()
+        try:
+            with gzip.open(path + ".gz", "rb") as f:
+                return f.read()
+        except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            raise DataError(
+                f"smallnorb: {path + '.gz'!r} is damaged or truncated ({type(e).__name__}: "
+                f"{e}); download it again from {URL}."
+            ) from None
     raise DataError(
         f"smallnorb: file not found: {path!r} (nor {os.path.basename(path)}.gz). Download the "
         f"six smallNORB files from {URL} into one directory and pass that directory "

@@ -36,7 +36,8 @@ import numpy as np
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import CodeTable, MetricError, check_codes
 
-__all__ = ["encode_grid", "encode_rows", "model_representation", "file_sha256", "load_or_encode"]
+__all__ = ["encode_grid", "encode_rows", "model_representation", "file_sha256", "load_or_encode",
+           "open_code_table"]
 
 
 def _device_of(model: Any) -> Any:
@@ -366,20 +367,57 @@ def load_or_encode(
     encode: Callable[[], CodeTable],
     force: bool = False,
 ) -> tuple[CodeTable, bool]:
-    """The code table at ``path`` if its ``meta`` matches, else ``encode()`` and save it.
+    """The full code table at ``path`` if its ``meta`` matches, else ``encode()`` and save it.
 
-    Returns ``(table, reused)``. A table that does not match (other weights, other data set,
-    other size) is re-encoded and replaced.
+    Returns ``(table in grid order, reused)``. A table that does not match (other weights,
+    other data set, other size), a partial one (see :func:`open_code_table`) and an unreadable
+    one (truncated, damaged) are re-encoded and replaced.
     """
     path = Path(path)
     if path.exists() and not force:
-        try:
-            table = CodeTable.load(str(path))
-        except MetricError:
-            table = None
-        if table is not None and table.meta == meta and len(table) == len(data):
-            return table, True
+        table = _read_matching(path, data, meta)
+        if table is not None and table.is_complete(data):
+            return table.in_order(data), True
     table = encode()
     table.meta = meta
     table.save(str(path))
     return table, False
+
+
+def _read_matching(path: Path, data: GroundTruthData, meta: dict[str, Any]) -> CodeTable | None:
+    """The table at ``path`` if it is readable, fits ``data`` and carries ``meta``; else None
+    (a damaged file is treated like a stale one: the caller encodes again and replaces it)."""
+    try:
+        table = CodeTable.load(str(path))
+        if table.meta != meta:
+            return None
+        table.grid_index(data)  # rows fit this data set
+    except MetricError:
+        return None
+    return table
+
+
+def open_code_table(
+    path: str | Path,
+    data: GroundTruthData,
+    meta: dict[str, Any],
+    encoder: Callable[[np.ndarray], Any],
+    force: bool = False,
+    first: int = 1,
+) -> tuple[CodeTable, int]:
+    """A lazy code table of ``data``, started from ``path`` when that matches ``meta``.
+
+    ``encoder``: ``index (n,) -> (mean, logvar or None)`` of grid points (e.g.
+    :func:`encode_rows` bound to a model); it encodes the rows that metrics ask for and the
+    table lacks (:meth:`CodeTable.lookup`). A saved table, full or partial, whose ``meta``
+    matches is reused and extended; anything else (other weights or data set, truncated or
+    damaged file, ``force``) is started afresh with grid points ``0 .. first-1``. Save the
+    table back with :meth:`CodeTable.save` when ``table.encoded`` is non-zero. Returns
+    ``(table, rows reused from path)``.
+    """
+    path = Path(path)
+    table = None if force or not path.exists() else _read_matching(path, data, meta)
+    if table is None:
+        return CodeTable.lazy(data, encoder, first=first, meta=meta), 0
+    table.encoder = encoder
+    return table, len(table)

@@ -53,8 +53,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, why in record["skipped"].items():
         print(f"{name:32s} skipped: {why}")
     print(f"compat mode: {record['compat']}")
+    codes = record["codes"]
     print(f"wrote {record['run_dir']}/metrics.json (total {record['total_seconds']:.1f}s, "
-          f"codes {'reused' if record['codes']['reused'] else 'encoded'})")
+          f"codes: {codes.get('rows_encoded', 0):,} encoded, {codes.get('rows_reused', 0):,} "
+          f"reused of {codes.get('grid_points', 0):,})")
+    if "run_status" in record:
+        print(f"note: this run failed (step {record['run_status'].get('step')}); the scores "
+              "are of its last good weights (recorded in metrics.json as run_status)")
     return 0
 
 
@@ -85,9 +90,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="score a training run with disentanglement metrics (writes metrics.json)",
-        description="Encode the run's data set once (cached as RUN_DIR/codes.npz), run the "
-        "metrics and write RUN_DIR/metrics.json with every value, the parameters, seed, time "
-        "and dislab version. Results of other metrics already in metrics.json are kept.",
+        description="Encode the grid points the metrics look at (kept in RUN_DIR/codes.npz, "
+        "which later evaluations reuse and extend), run the metrics and write "
+        "RUN_DIR/metrics.json with every value, the parameters, seed, time and dislab version. "
+        "Results of other metrics already in metrics.json are kept.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `dislab train`")
     p.add_argument("--metrics", default=None,
@@ -111,7 +117,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=128,
                    help="images per encoder batch (default 128)")
     p.add_argument("--reencode", action="store_true",
-                   help="encode again even if codes.npz matches the weights and data")
+                   help="encode afresh even if codes.npz matches the weights and data")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate)
 

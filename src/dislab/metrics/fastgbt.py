@@ -33,9 +33,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "ExactGBClassifier"]
+__all__ = ["available", "ExactGBClassifier", "numba_cache_dir"]
 
 import importlib.util
+import os
+import sys
+import tempfile
 import types
 
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
@@ -340,22 +343,61 @@ def _renamed(fn: Any, name: str) -> Any:
     return g
 
 
+def numba_cache_dir() -> str:
+    """Where the compiled boosters are cached: ``$NUMBA_CACHE_DIR`` if set, else the per-user
+    cache ``$XDG_CACHE_HOME/dislab/numba`` (``~/.cache/dislab/numba``; ``~/Library/Caches``
+    on macOS, ``%LOCALAPPDATA%`` on Windows), never the installed package's directory."""
+    given = os.environ.get("NUMBA_CACHE_DIR")
+    if given:
+        return given
+    home = os.path.expanduser("~")
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(home, "Library", "Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    return os.path.join(base, "dislab", "numba")
+
+
+def _writable_dir(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError:
+        return False
+    return True
+
+
 def _compile() -> dict[str, Any]:
-    """Compile on first use (numba is imported only when a booster is fitted)."""
+    """Compile on first use (numba is imported only when a booster is fitted).
+
+    The compiled code is cached on disk in :func:`numba_cache_dir` (not cached at all when
+    that is not writable); numba's own setting is restored afterwards, so other numba users
+    in the process are unaffected."""
     global _grow_tree, _root_scan, prange
     if not _COMPILED:
         import numba
 
-        prange = numba.prange
-        _grow_tree = numba.njit(cache=True)(_grow_tree)
-        _root_scan = numba.njit(cache=True)(_root_scan)
-        # Two names for the two builds: numba's on-disk cache is keyed by the function's name
-        # and signature but not by ``parallel``, so under one name whichever build was cached
-        # first (the serial one: DCI fits the 3-class shape first) was loaded for both.
-        _COMPILED["serial"] = numba.njit(cache=True)(_renamed(_fit_impl, "_fit_serial"))
-        _COMPILED["parallel"] = numba.njit(cache=True, parallel=True)(
-            _renamed(_fit_impl, "_fit_parallel"))
-        _COMPILED["predict"] = numba.njit(cache=True)(_predict_impl)
+        where = numba_cache_dir()
+        cache = _writable_dir(where)
+        saved = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = where if cache else saved
+        try:
+            prange = numba.prange
+            _grow_tree = numba.njit(cache=cache)(_grow_tree)
+            _root_scan = numba.njit(cache=cache)(_root_scan)
+            # Two names for the two builds: numba's on-disk cache is keyed by the function's
+            # name and signature but not by ``parallel``, so under one name whichever build
+            # was cached first (the serial one: DCI fits the 3-class shape first) was loaded
+            # for both.
+            _COMPILED["serial"] = numba.njit(cache=cache)(_renamed(_fit_impl, "_fit_serial"))
+            _COMPILED["parallel"] = numba.njit(cache=cache, parallel=True)(
+                _renamed(_fit_impl, "_fit_parallel"))
+            _COMPILED["predict"] = numba.njit(cache=cache)(_predict_impl)
+        finally:
+            numba.config.CACHE_DIR = saved
     return _COMPILED
 
 

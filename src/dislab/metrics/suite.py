@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 import zlib
@@ -24,17 +25,18 @@ from typing import Any
 import numpy as np
 
 from dislab.data.base import GroundTruthData
-from dislab.metrics.base import CodeTable, MetricError, Representation, check_codes
+from dislab.metrics.base import CodeTable, MetricError, Representation, _split, check_codes
 from dislab.metrics.infotheory import INNER_PROGRESS
+from dislab.metrics.params import check_params
 from dislab.metrics.registry import default_metrics, get_metric
 from dislab.metrics.utils import check_data
 
 __all__ = ["evaluate", "evaluate_run", "run_metrics", "metric_rng", "resolve_metrics",
            "to_code_table"]
 
-#: Encode the whole grid first when a function representation is scored on a data set with at
-#: most this many points: the default suite looks up about 3.5 million codes, so encoding the
-#: grid once is cheaper for every data set of the study.
+#: Keep the codes of a function or module representation in a lazy :class:`CodeTable` (each
+#: grid point encoded once, when a metric first asks for it) on data sets of at most this many
+#: points: the default suite looks up about 3.5 million codes.
 AUTO_CACHE_MAX = 2_000_000
 
 
@@ -65,8 +67,70 @@ def resolve_metrics(metrics: str | Iterable[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _check_params(names: list[str], params: Mapping[str, Mapping[str, Any]] | None
+                  ) -> dict[str, dict[str, Any]]:
+    """Per-metric parameters checked (names, types, ranges; :mod:`dislab.metrics.params`)."""
+    params = dict(params or {})
+    for name in params:
+        if name not in names:
+            raise MetricError(f"parameters given for metric {name!r}, which is not run "
+                              f"(running: {', '.join(names)}).")
+    return {name: check_params(name, get_metric(name).defaults, dict(params.get(name, {})))
+            for name in names}
+
+
 def _has_posterior(rep: Representation) -> bool:
     return not isinstance(rep, CodeTable) or rep.logvar is not None
+
+
+def _function_encoder(representation: Callable[[np.ndarray], Any], data: GroundTruthData,
+                      batch_size: int = 1024, progress: bool = False
+                      ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
+    """``index (n,) -> (mean (n, d), logvar or None)`` by calling ``representation`` on the
+    images of ``batch_size`` grid points at a time (torch tensors are detached)."""
+
+    def encode(index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        means, logvars = [], []
+        starts: Iterable[int] = range(0, len(index), batch_size)
+        if progress and len(index) > batch_size:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"encoding {data.name}", unit="batch")
+        for start in starts:
+            m, lv = _split(representation(data.images_from_index(
+                index[start:start + batch_size])))
+            means.append(check_codes(m))
+            logvars.append(lv)
+        mean = np.concatenate(means)
+        if mean.shape[0] != len(index):
+            raise MetricError(f"representation returned {mean.shape[0]} codes for {len(index)} "
+                              "observations; it must return one row per observation.")
+        logvar = None if any(lv is None for lv in logvars) else np.concatenate(logvars)
+        return mean, logvar
+
+    return encode
+
+
+def _module_encoder(module: Any, data: GroundTruthData, progress: bool = False
+                    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
+    """The encoder of a torch module (its ``encode`` if it has one, else ``forward``): eval
+    mode, no autograd, on the module's device (:func:`dislab.metrics.cache.encode_rows`)."""
+    from dislab.metrics.cache import encode_rows
+
+    def encode(index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        was_training = bool(module.training)
+        try:
+            return encode_rows(module, data, index, progress=progress and len(index) > 4096)
+        finally:
+            module.train(was_training)  # the caller's module is left as it was
+
+    return encode
+
+
+def _is_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
 
 
 def to_code_table(
@@ -74,27 +138,8 @@ def to_code_table(
     progress: bool = False,
 ) -> CodeTable:
     """Encode the full grid of ``data`` with a representation function."""
-    n = len(data)
-    means, logvars = [], []
-    starts = range(0, n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=f"encoding {data.name}", unit="batch")
-    for start in starts:
-        out = representation(data.images_from_index(np.arange(start, min(start + batch_size, n))))
-        if isinstance(out, tuple):
-            means.append(np.asarray(out[0]))
-            logvars.append(np.asarray(out[1]) if len(out) > 1 else None)
-        else:
-            means.append(np.asarray(out))
-            logvars.append(None)
-    mean = np.concatenate([check_codes(m[:, None] if m.ndim == 1 else m) for m in means])
-    if mean.shape[0] != n:
-        raise MetricError(f"representation returned {mean.shape[0]} codes for {n} observations; "
-                          "it must return one row per observation.")
-    check_codes(mean)
-    logvar = None if any(lv is None for lv in logvars) else np.concatenate(logvars)
+    mean, logvar = _function_encoder(representation, data, batch_size, progress)(
+        np.arange(len(data), dtype=np.int64))
     return CodeTable(mean, logvar)
 
 
@@ -127,9 +172,11 @@ def run_metrics(
 
     Returns ``{"results": {name: {"values", "params", "seconds"}}, "skipped": {name: why},
     "seed", "seconds"}``. ``params`` overrides defaults per metric, e.g.
-    ``{"dci": {"num_train": 1000}}``. ``cache``: ``"auto"`` encodes the whole grid once
-    for a function representation on a data set of at most ``AUTO_CACHE_MAX`` points;
-    ``True``/``False`` force it on/off. ``compat``: a named mode of settings
+    ``{"dci": {"num_train": 1000}}`` (checked: :mod:`dislab.metrics.params`). ``cache``:
+    ``"auto"`` scores a function or torch module through a lazy :class:`CodeTable` (the grid
+    points the metrics ask for, each encoded once) on a data set of at most
+    ``AUTO_CACHE_MAX`` points; ``True`` encodes the whole grid first; ``False`` encodes what
+    each metric asks for, every time. ``compat``: a named mode of settings
     (:mod:`dislab.metrics.compat`; ``"dlib"``: disentanglement_lib's 2019 classifiers), under
     ``params``; the record says which (``"compat"``).
     """
@@ -139,23 +186,27 @@ def run_metrics(
     names = resolve_metrics(metrics)
     compat = check_compat(compat)
     params = dict(params or {})
-    for name in params:
-        if name not in names:
-            raise MetricError(f"parameters given for metric {name!r}, which is not run "
-                              f"(running: {', '.join(names)}).")
+    _check_params(names, params)
     params = compat_params(compat, names, params)
     if not isinstance(representation, CodeTable) and not callable(representation):
-        raise MetricError("representation must be a CodeTable or a function images -> codes, "
-                          f"got {type(representation).__name__}.")
-    if not isinstance(representation, CodeTable):
-        if cache is True or (cache == "auto" and len(data) <= AUTO_CACHE_MAX):
-            representation = to_code_table(representation, data, progress=progress)
-    elif len(representation) != len(data):
-        raise MetricError(
-            f"CodeTable has {len(representation)} rows but data set {data.name!r} has "
-            f"{len(data)} grid points; a code table must hold the codes of the full grid of "
-            "the same data set (re-encode it with dislab.metrics.encode_grid)."
-        )
+        raise MetricError("representation must be a CodeTable, a torch module or a function "
+                          f"images -> codes, got {type(representation).__name__}.")
+    module = representation if _is_module(representation) else None
+    if isinstance(representation, CodeTable):
+        if representation.encoder is None:
+            representation.grid_index(data)  # rows fit the data set (and agree with factors)
+    elif cache is True or (cache == "auto" and len(data) <= AUTO_CACHE_MAX):
+        # lazy: encode the rows the metrics ask for, each once
+        encoder = (_module_encoder(module, data, progress) if module is not None
+                   else _function_encoder(representation, data, progress=progress))
+        representation = CodeTable.lazy(data, encoder)
+        if cache is True:
+            representation.lookup(data, np.arange(len(data)))
+    elif module is not None:
+        from dislab.metrics.cache import model_representation
+
+        representation = model_representation(module)
+    checked = _check_params(names, params)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     t_all = time.perf_counter()
@@ -180,11 +231,7 @@ def run_metrics(
             skipped[name] = ("sets factors to every value (interventions), which needs a full "
                              "factor grid; the data set's rows are not one")
             continue
-        kwargs = dict(params.get(name, {}))
-        unknown = set(kwargs) - set(spec.defaults)
-        if unknown:
-            raise MetricError(f"metric {name!r} has no parameter(s) {sorted(unknown)}; "
-                              f"its parameters: {sorted(spec.defaults)}.")
+        kwargs = checked[name]
         t0 = time.perf_counter()
         token = INNER_PROGRESS.set(bool(progress))
         try:
@@ -216,7 +263,10 @@ def evaluate(
     """Score a representation: ``{metric name: {value name: float}}``.
 
     ``representation``: a function ``images (n, *observation_shape) float32 -> codes (n, d)``
-    (or ``(mean, logvar)``), or a :class:`CodeTable` of the full grid of ``data``.
+    (or ``(mean, logvar)``; numpy arrays or torch tensors), a torch module (its ``encode``,
+    else ``forward``; run in eval mode without autograd on its device, its mode restored), or a
+    :class:`CodeTable` (of the full grid in grid order, or carrying its rows' ``index`` or
+    ``factors``).
     ``metrics``: names (list or ``"a,b"``), ``"all"``, or ``None`` for the default suite
     (``dislab.metrics.default_metrics()``). Metrics that need q(z|x) are skipped for codes
     without log-variances. See :func:`run_metrics` for ``params``, ``cache`` and ``compat``.
@@ -246,23 +296,31 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a training run folder; write ``metrics.json`` and cache ``codes.npz`` there.
 
-    The model is loaded with :func:`dislab.train.load_run` and the data set named in the
-    run's config (or ``data`` / ``data_path``) is encoded once into ``codes.npz`` (reused
-    while the weights and data set match; ``reencode=True`` forces it). Results of metrics
-    already in ``metrics.json`` and not re-run now are kept. ``compat``: the mode of
-    :func:`run_metrics`, recorded at the top of ``metrics.json`` and in each metric's entry.
-    Returns the written record.
+    The model is loaded with :func:`dislab.train.load_run`; the data set is the one named in
+    the run's config (or ``data`` / ``data_path``). Only the grid points the metrics look at
+    are encoded (:meth:`CodeTable.lookup`), in batches of ``batch_size``; they are kept in
+    ``codes.npz`` (a partial table while no metric needed the whole grid), which later
+    evaluations reuse and extend while the weights and data set match (``reencode=True``
+    starts it afresh; a truncated or damaged file is replaced). A run whose ``status.json``
+    says ``failed`` is scored with a warning, recorded in ``metrics.json`` as
+    ``run_status``. Results of metrics already in ``metrics.json`` and not re-run now are
+    kept. ``compat``: the mode of :func:`run_metrics`, recorded at the top of
+    ``metrics.json`` and in each metric's entry. Returns the written record.
     """
     from dislab import __version__
     from dislab.data import load as load_data
-    from dislab.metrics.cache import encode_grid, file_sha256, load_or_encode
+    from dislab.metrics.cache import encode_rows, file_sha256, open_code_table
     from dislab.metrics.compat import check_compat
     from dislab.train import load_run  # lazy: metrics must not import train at module level
 
     run_dir = Path(run_dir)
     names = resolve_metrics(metrics)
     compat = check_compat(compat)
+    _check_params(names, params)  # before anything is loaded, encoded or written
+    if batch_size < 1:
+        raise MetricError(f"batch_size must be >= 1, got {batch_size}.")
     t0 = time.perf_counter()
+    run_status = _run_status(run_dir)
     model, config = load_run(run_dir, device=device)
     if isinstance(data, GroundTruthData):
         dataset = data
@@ -276,21 +334,40 @@ def evaluate_run(
         "data_path": str(data_path or (config.data_path if data is None else "") or ""),
         "weights_sha256": file_sha256(run_dir / "model.safetensors"),
     }
-    t_enc = time.perf_counter()
-    table, reused = load_or_encode(
-        run_dir / "codes.npz", dataset, meta,
-        lambda: encode_grid(model, dataset, batch_size=batch_size, progress=progress),
-        force=reencode,
-    )
-    encode_seconds = time.perf_counter() - t_enc
-    out = run_metrics(table, dataset, names, seed, params, progress, compat=compat)
+    spent = [0.0]
+
+    def encoder(index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        t = time.perf_counter()
+        try:
+            return encode_rows(model, dataset, index, batch_size=batch_size,
+                               progress=progress and len(index) > 4 * batch_size)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    codes_path = run_dir / "codes.npz"
+    table, reused_rows = open_code_table(codes_path, dataset, meta, encoder, force=reencode,
+                                         first=batch_size)
+    try:
+        out = run_metrics(table, dataset, names, seed, params, progress,
+                          compat=compat)
+    finally:
+        if table.encoded:  # keep what was encoded, also when a metric failed
+            table.meta = meta
+            table.save(str(codes_path))
     record_path = run_dir / "metrics.json"
     previous: dict[str, Any] = {}
     if record_path.exists():
         try:
             previous = json.loads(record_path.read_text()).get("metrics", {})
-        except (OSError, ValueError, AttributeError):
+            if not isinstance(previous, dict):
+                raise ValueError("'metrics' is not an object")
+        except (OSError, ValueError, AttributeError) as e:
             previous = {}
+            aside = record_path.with_name(
+                f"metrics.json.unreadable-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+            os.replace(record_path, aside)
+            warnings.warn(f"{record_path} was unreadable ({e}); kept as {aside.name} and "
+                          "written afresh.", UserWarning, stacklevel=2)
     merged = {k: v for k, v in previous.items() if k not in out["results"]}
     merged.update({k: {**v, "seed": out["seed"]} for k, v in out["results"].items()})
     record = {
@@ -301,7 +378,10 @@ def evaluate_run(
         "data": meta["data"],
         "seed": out["seed"],
         "compat": compat,
-        "codes": {"path": "codes.npz", "reused": reused, "encode_seconds": encode_seconds,
+        "codes": {"path": "codes.npz", "reused": table.encoded == 0,
+                  "rows_reused": reused_rows, "rows_encoded": table.encoded,
+                  "rows": len(table), "grid_points": len(dataset),
+                  "encode_seconds": spent[0],
                   "num_codes": table.num_codes, "has_logvar": table.logvar is not None},
         "metrics": merged,
         "skipped": out["skipped"],
@@ -309,5 +389,23 @@ def evaluate_run(
         "total_seconds": time.perf_counter() - t0,
         "python": platform.python_version(),
     }
+    if run_status is not None:
+        record["run_status"] = run_status
     _write_json_atomic(record_path, record)
     return record
+
+
+def _run_status(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``status.json`` when it says the run failed (with a warning), else None."""
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(status, dict) or status.get("status") != "failed":
+        return None
+    error = status.get("error") or "no error recorded"
+    warnings.warn(
+        f"{run_dir}: training failed at step {status.get('step')} ({error}); scoring the "
+        "last good weights. metrics.json records this as run_status.", UserWarning,
+        stacklevel=3)
+    return {"status": "failed", "step": status.get("step"), "error": error}
