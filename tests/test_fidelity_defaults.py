@@ -168,7 +168,12 @@ def test_linear_svc_2019_is_the_dual_solver() -> None:
     f = (z[:, 0] + 30 * rs.randn(400) > 0).astype(int) + (z[:, 0] > 40)
     assert linear_svc("2019").dual is True and linear_svc("current").dual is False
     dual = linear_svc("2019").fit(z, f)
-    assert np.mean(dual.predict(z) == f) == pytest.approx(0.715)  # stops at max_iter 1000
+    # stops at max_iter 1000; the solver's coordinate shuffling is seeded (random_state=0), so
+    # the value no longer depends on numpy's global generator (expected value: run once)
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)
+        assert np.mean(dual.predict(z) == f) == pytest.approx(0.7125)
+        dual = linear_svc("2019").fit(z, f)
     assert np.mean(linear_svc("current").fit(z, f).predict(z) == f) == pytest.approx(0.7175)
 
 

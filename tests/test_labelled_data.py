@@ -86,7 +86,8 @@ def grid() -> dd.GroundTruthData:
 @pytest.fixture(scope="module")
 def rows(grid: dd.GroundTruthData) -> dd.LabelledData:
     idx = np.arange(len(grid))
-    return dd.from_arrays(grid.images_uint8_from_index(idx), grid.factors(idx), names=NAMES)
+    return dd.from_arrays(grid.images_uint8_from_index(idx), grid.factors(idx), names=NAMES,
+                          name=grid.name)  # the same data set (mig_chen picks factors by name)
 
 
 def test_rows_of_a_full_grid_score_as_the_grid(grid, rows) -> None:

@@ -323,4 +323,7 @@ def linear_svc(era: str) -> Any:
     scikit-learn default then; it can stop at ``max_iter=1000`` before converging)."""
     from sklearn.svm import LinearSVC
 
-    return LinearSVC(C=0.01, class_weight="balanced", dual=_check_era(era) == "2019")
+    # random_state fixed: the dual solver shuffles its coordinates (disentanglement_lib left it
+    # to numpy's global generator, which made SAP vary between calls)
+    return LinearSVC(C=0.01, class_weight="balanced", dual=_check_era(era) == "2019",
+                     random_state=0)
