@@ -66,7 +66,7 @@ class AdaGVAE(VAE):
     batch_kind: ClassVar[str] = "pairs"
     hparams: ClassVar[dict[str, HParam]] = {
         "beta": HParam(1.0, "weight of the KL to the N(0, I) prior",
-                       "Locatello et al. 2020 (sweep 1, 2, 4, 6, 8, 16)"),
+                       "Locatello et al. 2020 (sweep 1, 2, 4, 6, 8, 16)", low=0.0),
     }
 
     def loss(

@@ -407,7 +407,25 @@ def _parse_method(name: str, body: Any) -> MethodSpec:
             if not isinstance(v, (int, float, str, bool)) or v is None:
                 raise DislabError(f"methods.{name}.{hp} = {v!r}: values must be numbers, "
                                   "strings or booleans.")
+        _check_point(name, key, p)
     return MethodSpec(name=key, points=tuple(full))
+
+
+def _check_point(name: str, key: str, point: dict[str, Any]) -> None:
+    """Type and range of each value of ``point`` (the method's ``HParam`` entries), so that
+    ``study plan`` rejects what training would reject."""
+    try:
+        from dislab import models
+
+        cls = models.available().get(key)
+    except Exception:  # noqa: BLE001 - models may be missing while dislab is being built
+        return
+    if cls is None:
+        return
+    try:
+        cls.resolve_hparams(dict(point))
+    except DislabError as e:
+        raise DislabError(f"methods.{name}: {e}") from None
 
 
 def _check_metrics(metrics: list[str]) -> None:
