@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from dislab.errors import DislabError
-from dislab.status import HEARTBEAT_SECONDS, process_info, read_status
+from dislab.status import HEARTBEAT_SECONDS, pid_alive, process_info, read_status
 from dislab.train import checkpoint as ckpt
 from dislab.train.config import RESUMABLE_CHANGES, TrainConfig
 
@@ -602,8 +602,9 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
     resuming = False
     if saved_cfg_path.exists():
         status = _read_status(run_dir)
-        other = status.get("pid") != os.getpid() or status.get("host") != socket.gethostname()
-        if status.get("status") == "running" and other:
+        pid = status.get("pid")
+        if (status.get("status") == "running" and status.get("host") == socket.gethostname()
+                and isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)):
             raise DislabError(
                 f"The run in {str(run_dir)!r} is being trained by another process (pid "
                 f"{status.get('pid')} on {status.get('host')}, step {status.get('step', '?')}); "
