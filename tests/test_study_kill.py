@@ -85,3 +85,18 @@ def test_sigkilled_driver_leaves_no_worker_and_runs_read_interrupted(tmp_path: P
     table = collect(study)
     assert set(table.loc[table["run_id"].isin([r["run_id"] for r in running]), "status"]) \
         == {"interrupted"}
+
+
+def test_ray_task_lost_with_its_worker_is_retried_and_resumes(tmp_path: Path) -> None:
+    """A Ray task whose process dies (as with a lost node) runs again and resumes."""
+    pytest.importorskip("ray")
+    from dislab.study.driver import run_study
+
+    spec = parse_spec({**SPEC, "seeds": 1})
+    summary = run_study(spec, tmp_path, backend="ray", workers=2,
+                        run_fn="dislab.study.fake:fake_run_crash_once", progress=False)
+    assert (summary["done"], summary["failed"]) == (2, 0), summary["errors"]
+    for r in expand(spec):
+        calls = (run_folder(tmp_path, r["run_id"]) / "calls.log").read_text().splitlines()
+        assert calls[0].endswith("crash") and calls[1].endswith("start_chunk=2")
+        assert read_json(run_folder(tmp_path, r["run_id"]) / "status.json")["attempt"] == 2
