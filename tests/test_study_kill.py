@@ -100,3 +100,24 @@ def test_ray_task_lost_with_its_worker_is_retried_and_resumes(tmp_path: Path) ->
         calls = (run_folder(tmp_path, r["run_id"]) / "calls.log").read_text().splitlines()
         assert calls[0].endswith("crash") and calls[1].endswith("start_chunk=2")
         assert read_json(run_folder(tmp_path, r["run_id"]) / "status.json")["attempt"] == 2
+
+
+def test_remote_run_reads_interrupted_only_when_its_heartbeat_is_stale(tmp_path: Path) -> None:
+    """A run on another host (Ray): the study's status has no heartbeat; the training's does."""
+    import time as _time
+
+    from dislab.status import STALE_SECONDS
+    from dislab.study.runner import write_json_atomic
+
+    run = expand(parse_spec({**SPEC, "seeds": 1}))[0]
+    folder = run_folder(tmp_path, run["run_id"])
+    write_json_atomic(folder / "run.json", run)
+    write_json_atomic(folder / "status.json", {"run_id": run["run_id"], "status": "running",
+                                               "pid": 1, "host": "node-7", "started": 0.0})
+    assert set(collect(tmp_path)["status"]) == {"running"}  # nothing says otherwise
+    beat = {"status": "running", "pid": 1, "host": "node-7", "heartbeat": _time.time()}
+    write_json_atomic(folder / "model" / "status.json", beat)
+    assert set(collect(tmp_path)["status"]) == {"running"}
+    beat["heartbeat"] = _time.time() - 2 * STALE_SECONDS
+    write_json_atomic(folder / "model" / "status.json", beat)
+    assert set(collect(tmp_path)["status"]) == {"interrupted"}

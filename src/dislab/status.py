@@ -51,14 +51,15 @@ def process_info() -> dict[str, Any]:
 def effective_status(status: dict[str, Any], now: float | None = None) -> str:
     """``status["status"]``, except that a ``"running"`` whose process is gone (same host: its
     pid does not exist; another host: no heartbeat for :data:`STALE_SECONDS`) is
-    ``"interrupted"``. A file without pid or heartbeat (older dislab) is taken as it says."""
+    ``"interrupted"``. A file without pid, or from another host without a heartbeat, is taken
+    as it says."""
     state = str(status.get("status", "unknown"))
     if state != "running":
         return state
     pid, host = status.get("pid"), status.get("host")
     if isinstance(pid, int) and host == socket.gethostname():
         return state if (pid == os.getpid() or pid_alive(pid)) else "interrupted"
-    beat = status.get("heartbeat", status.get("started"))
+    beat = status.get("heartbeat")
     if isinstance(beat, (int, float)):
         now = time.time() if now is None else now
         if now - beat > STALE_SECONDS:

@@ -61,6 +61,10 @@ def _row(folder: Path) -> dict[str, Any] | None:
         return None
     status = read_json(folder / "status.json") or {"status": "pending"}
     state = effective_status(status)
+    if state == "running":  # the worker may be on another host: its training's heartbeat
+        train = read_json(folder / "model" / "status.json")
+        if train is not None and effective_status(train) == "interrupted":
+            state = "interrupted"
     if state != status.get("status"):  # "running", but its process is gone (killed)
         status = {**status, "status": state, "error": status.get("error") or (
             f"the worker (pid {status.get('pid')} on {status.get('host')}) stopped without "

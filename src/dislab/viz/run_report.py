@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dislab.errors import DislabError
+from dislab.status import read_status
 
 __all__ = ["build_report", "headline_metrics"]
 
@@ -376,7 +377,7 @@ def build_report(
         record = evaluate_run(run_dir, metrics=metrics, seed=seed, data=data, progress=progress)
     summary = latent_summary(run_dir, progress=progress, data=data)
     order = [int(i) for i in summary["order"]]
-    status = _read_json(run_dir / "status.json") or {}
+    status = read_status(run_dir)  # a killed run reads "interrupted", not "running"
     history = _history(run_dir)
 
     # figures
