@@ -196,7 +196,7 @@ def test_resume_with_nothing_to_resume_says_so(argv: list[str], words: list[str]
                                                tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    rc, err = _cli(["train", *argv], capsys)
+    rc, err = _cli(["train", *argv, *TINY], capsys)  # tiny, should it ever train
     assert rc == 2 and "Traceback" not in err
     for w in words:
         assert w in err
@@ -263,7 +263,14 @@ SPEC_CASES = [
 
 @pytest.mark.parametrize("text,words", SPEC_CASES, ids=[t[:40] for t, _ in SPEC_CASES])
 def test_study_plan_checks_what_study_run_checks(text: str, words: list[str], tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from dislab.study import backends
+
+    def no_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("study run started runs despite the bad spec")
+
+    monkeypatch.setitem(backends.BACKENDS, "local", no_run)
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
     for command in (["study", "plan", str(spec), "--no-measure"],
