@@ -54,6 +54,11 @@ TRAIN_CASES = [
     (["--model", "beta_vae", "--gamma", "3"], ["--gamma belongs to", "not a hyper-parameter"]),
     (["--model", "nope"], ["Unknown model 'nope'"]),
     (["--model", "beta_vae", "--lr", "-1"], ["lr=-1.0", "positive"]),
+    # caught while the data set is opened, after the folder was made: it is removed again
+    (["--model", "beta_vae", "--data", "dsprits", "--steps", "2"],
+     ["Unknown data set 'dsprits'"]),
+    (["--model", "beta_vae", "--data", "dsprites", "--data-option", "orientations=0",
+      "--steps", "2"], ["orientation must keep 1..40 values"]),
 ]
 
 
