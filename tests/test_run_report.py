@@ -72,10 +72,12 @@ def test_latents_table_follows_informativeness(run: Path, report: Path) -> None:
 
 
 def test_traverse_grid_size(run: Path, tmp_path: Path) -> None:
-    out = traverse(run, latents="0,3", limit=2.5, n_steps=7, out=tmp_path / "t.png", index=5)
+    out = traverse(run, latents="0,3", limit=2.5, n_steps=7, out=tmp_path / "t.png", index=5,
+                   labels=False)
     w, h = Image.open(out).size
     assert (h, w) == (2 * (16 + 2) + 2, 7 * (16 + 2) + 2)
-    out = traverse(run, latents="all", n_steps=4, out=tmp_path / "t2.png", scale=2, index=5)
+    out = traverse(run, latents="all", n_steps=4, out=tmp_path / "t2.png", scale=2, index=5,
+                   labels=False)
     w, h = Image.open(out).size
     assert (h, w) == (2 * (4 * 18 + 2), 2 * (4 * 18 + 2))
     gif = traverse(run, latents=[1, 2], out=tmp_path / "t.gif", gif=True, n_steps=4, index=5)
@@ -86,7 +88,8 @@ def test_traverse_grid_size(run: Path, tmp_path: Path) -> None:
 def test_traverse_rows_change_only_their_latent(run: Path, tmp_path: Path) -> None:
     # The middle column of row r decodes the image's posterior mean except latent r set to 0;
     # with range -> tiny all columns of a row are the same decoding.
-    out = traverse(run, latents="0", limit=1e-6, n_steps=3, out=tmp_path / "s.png", index=2)
+    out = traverse(run, latents="0", limit=1e-6, n_steps=3, out=tmp_path / "s.png", index=2,
+                   labels=False)
     a = np.asarray(Image.open(out))[2:18]
     np.testing.assert_array_equal(a[:, 2:18], a[:, 20:36])
 
@@ -121,3 +124,32 @@ def test_report_without_decoder_says_so(tmp_path: Path) -> None:
     assert (run / "report" / "mutual_information.png").exists()
     with pytest.raises(DislabError, match="no decoder"):
         traverse(run)
+
+
+def test_traverse_png_names_rows_and_values(run: Path, tmp_path: Path) -> None:
+    """The labelled PNG is the bare grid plus a left margin (one label per latent row) and a
+    top margin (column values): the grid's pixels are unchanged at the margins' offset."""
+    kw = dict(latents="0,3", limit=2.5, n_steps=5, index=5, scale=2)
+    bare = np.asarray(Image.open(traverse(run, out=tmp_path / "b.png", labels=False, **kw)))
+    lab = np.asarray(Image.open(traverse(run, out=tmp_path / "l.png", **kw)))
+    top, left = lab.shape[0] - bare.shape[0], lab.shape[1] - bare.shape[1]
+    assert top > 0 and left > 0
+    np.testing.assert_array_equal(lab[top:, left:], bare)
+    dark = lab.min(axis=-1) < 128
+    cell, pad = 16 * 2, 2 * 2
+    for r in range(2):  # each latent row has its name in the left margin, beside the row
+        y0 = top + pad + r * (cell + pad)
+        assert dark[y0:y0 + cell, :left].any(), f"row {r} has no label"
+    assert dark[:top, left:].any()  # column values above the grid
+    assert not dark[:top, :left].any()  # the corner stays empty
+
+
+def test_run_table_has_no_empty_header_and_heatmap_labels_fit(run: Path, report: Path) -> None:
+    page = report.read_text()
+    assert "<tr><th></th><th></th></tr>" not in page
+    assert re.search(r'<h2 id="run">Run</h2>\s*<table><tr><td>method</td>', page)
+    heat = np.asarray(Image.open(run / "report" / "mutual_information.png").convert("L"))
+    # every label lies inside the picture with a margin (the saved box is fitted to the text,
+    # padded by 0.1 in = 15 px at 150 dpi): a white border of at least 12 px all round
+    for edge in (heat[:12], heat[-12:], heat[:, :12], heat[:, -12:]):
+        assert edge.min() >= 250

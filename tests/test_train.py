@@ -128,7 +128,7 @@ def test_resume_after_interrupt_mid_window(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         fit(cfg(tmp_path, "part", **kw), progress=False)
     status = json.loads((tmp_path / "part" / "status.json").read_text())
-    assert status["status"] == "failed" and status["step"] == 13
+    assert status["status"] == "interrupted" and status["step"] == 13
     part = fit(cfg(tmp_path, "part", **kw), progress=False, resume=True)
     assert history(part) == history(full)
 

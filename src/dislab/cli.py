@@ -1,7 +1,8 @@
 """`dislab` command line: a thin layer over the Python API.
 
 Each part of the library adds its own sub-commands through a ``register(subparsers)``
-function in its ``cli`` module, so this file only wires them together.
+function in its ``cli`` module, so this file only wires them together, importing only the
+module of the command that runs.
 """
 
 from __future__ import annotations
@@ -9,42 +10,92 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from dislab import __version__
 from dislab.errors import DislabError
 
-# (module, what it adds) in the order shown by --help.
-_COMMAND_MODULES = [
-    "dislab.viz.quickstart_cli",  # quickstart
-    "dislab.data.cli",  # data list | render | show
-    "dislab.train.cli",  # train, models
-    "dislab.metrics.cli",  # evaluate, metrics
-    "dislab.study.cli",  # study plan | run | collect | report
-    "dislab.viz.cli",  # report, traverse, analyze
-]
+# Every sub-command: (the module that registers it, its one-line help), in --help order. Only
+# the module of the command being run is imported, so `dislab --version`, `dislab --help` and
+# light commands do not load torch, numba or matplotlib (benchmarks/cli_startup.py times it;
+# tests check that this table matches what the modules register).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("dislab.viz.quickstart_cli",
+                   "train, evaluate and report a disentangled dSprites model"),
+    "data": ("dislab.data.cli", "list, render and look at the ground-truth data sets"),
+    "train": ("dislab.train.cli",
+              "train a method (β-VAE, FactorVAE, β-TCVAE, ...) and write a run folder"),
+    "models": ("dislab.train.cli",
+               "list the methods with their hyper-parameters, defaults and sources"),
+    "evaluate": ("dislab.metrics.cli",
+                 "score a training run with disentanglement metrics (writes metrics.json)"),
+    "metrics": ("dislab.metrics.cli", "list the metrics with their defaults"),
+    "study": ("dislab.study.cli",
+              "plan, run, collect and report sweeps (methods × hparams × seeds × data)"),
+    "report": ("dislab.viz.cli",
+               "HTML report of a trained run (reconstructions, traversals, metrics)"),
+    "traverse": ("dislab.viz.cli", "latent traversal image (or GIF) of a trained run"),
+    "analyze": ("dislab.viz.cli",
+                "analyses across runs (Do & Tran 2020): effective factors, latent order"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Lazy(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Sub-parsers that keep the first parser registered under a name: a module's real parser
+    replaces the placeholder of the same name."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name in self._name_parser_map and not getattr(
+                self._name_parser_map[name], "_dislab_placeholder", False):
+            raise ValueError(f"dislab command {name!r} registered twice")
+        if name in self._name_parser_map:  # drop the placeholder and its help line
+            del self._name_parser_map[name]
+            self._choices_actions = [a for a in self._choices_actions if a.dest != name]
+        return super().add_parser(name, **kwargs)
+
+
+def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``dislab`` parser; ``commands`` (default: all) are fully built, the others are
+    placeholders that only carry their help line."""
     parser = argparse.ArgumentParser(
         prog="dislab",
         description="Learn and evaluate disentangled representations "
         "(models, metrics, data sets and studies of the disentanglement literature).",
     )
     parser.add_argument("--version", action="version", version=f"dislab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    parser.register("action", "dislab_parsers", _Lazy)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", action="dislab_parsers")
+    wanted = list(COMMANDS) if commands is None else [c for c in commands if c in COMMANDS]
+    for name, (_, help_) in COMMANDS.items():
+        if name not in wanted:
+            stub = sub.add_parser(name, help=help_, add_help=False)
+            stub._dislab_placeholder = True  # type: ignore[attr-defined]
+    for module_name in dict.fromkeys(COMMANDS[c][0] for c in wanted):
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            if e.name != name:
+            if e.name != module_name:
                 raise
             continue
         module.register(sub)
+    # --help order: the table's
+    sub._choices_actions.sort(key=lambda a: list(COMMANDS).index(a.dest)
+                              if a.dest in COMMANDS else len(COMMANDS))
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (its first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -86,6 +86,9 @@ def show_grid(
             f"{data.name}: observations have shape {data.observation_shape}; `data show` draws "
             "image data sets only."
         )
+    for name, value, low in (("samples", samples, 0), ("steps", steps, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"{name}={value!r}: give an integer >= {low}.")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +119,7 @@ def show_grid(
     base = data.sample_factors(1, rng)[0]
     for j, name in enumerate(data.factor_names):
         r = sample_rows + j
-        f = sweep_factors(data, base, j, cols)
+        f = sweep_factors(data, base, j, steps)  # (cols >= the values shown)
         if grid:
             x = data.images(f)
         else:  # not every combination exists: the closest row with each value

@@ -92,10 +92,12 @@ class AAE(_AdversarialMixin, VAE):
         "gen_weight": HParam(
             10.0, "weight of the encoder's adversarial (generator) loss",
             "Do & Tran 2020 code, dSprites sweep {10, 20, 50}",
+            low=0.0,
         ),
         "encoder": HParam(
             "gaussian", "'gaussian' (z ~ q(z|x)) or 'deterministic' (z = mean)",
             "Makhzani et al. 2016 (both variants)",
+            choices=ENCODERS,
         ),
         "setup": HParam(
             "dislab", "'dislab' or 'dotran' (Do & Tran's one-logit discriminator, N(0, 0.02) "

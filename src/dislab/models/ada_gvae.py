@@ -76,7 +76,7 @@ class AdaGVAE(VAE):
     pair_defaults: ClassVar[dict[str, Any]] = {"dynamics": "locatello", "k": -1}
     hparams: ClassVar[dict[str, HParam]] = {
         "beta": HParam(1.0, "weight of the KL to the N(0, I) prior",
-                       "Locatello et al. 2020 (sweep 1, 2, 4, 6, 8, 16)"),
+                       "Locatello et al. 2020 (sweep 1, 2, 4, 6, 8, 16)", low=0.0),
     }
 
     def loss(

@@ -22,14 +22,17 @@ class AnnealedVAE(VAE):
 
     name: ClassVar[str] = "annealed_vae"
     hparams: ClassVar[dict[str, HParam]] = {
-        "gamma": HParam(1000.0, "weight of |KL - C|", "study (annealed_vae.gamma = 1000)"),
+        "gamma": HParam(1000.0, "weight of |KL - C|", "study (annealed_vae.gamma = 1000)",
+                        low=0.0),
         "c_max": HParam(
             25.0, "final capacity C in nats",
             "Burgess et al. 2018 dSprites (25 nats); study sweep {5, 10, 25, 50, 75, 100}",
+            low=0.0,
         ),
         "iteration_threshold": HParam(
             100000, "steps over which C grows linearly from 0 to c_max",
             "study (annealed_vae.iteration_threshold = 100000)",
+            kind=int, low=1,
         ),
     }
 

@@ -28,6 +28,8 @@ no ``pair_options``.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,13 +42,107 @@ from dislab.errors import DislabError
 __all__ = ["HParam", "Method", "register", "create", "available", "get_class"]
 
 
+_SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+
+
+def _numeric_text(value: Any) -> bool:
+    """Whether ``value`` is a string holding a finite number (e.g. ``"4"``)."""
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class HParam:
-    """A method hyper-parameter: default value, help text and where the default comes from."""
+    """A method hyper-parameter: default value, help text, where the default comes from, and
+    its type and valid range.
+
+    ``kind`` is ``float``, ``int``, ``bool`` or ``str`` (``None``: the type of ``default``).
+    Numbers must be finite and lie within ``low``/``high`` (``None``: unbounded; strict
+    bounds with ``low_open``/``high_open``); strings must be one of ``choices`` when given.
+    :meth:`check` applies these rules (the trainer, the CLI and study specs all call it
+    through :meth:`Method.resolve_hparams`).
+    """
 
     default: Any
     help: str
     source: str = ""
+    kind: type | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def type(self) -> type:
+        """The value type: ``kind``, else the type of ``default``."""
+        return self.kind if self.kind is not None else type(self.default)
+
+    def valid_range(self) -> str:
+        """The valid values in words, e.g. ``"a finite number >= 0"``."""
+        t = self.type
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if t is bool:
+            return "true or false"
+        if t is str:
+            return "a string"
+        what = "an integer" if t is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            left = "(" if self.low_open else "["
+            right = ")" if self.high_open else "]"
+            return f"{what} in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if self.high_open else '<='} {self.high:g}"
+        return what
+
+    def check(self, name: str, value: Any, owner: str = "") -> Any:
+        """``value`` converted to this parameter's type (an int for a float parameter becomes a
+        float), or a DislabError naming ``name``, the value and the valid range."""
+        t = self.type
+
+        def bad(note: str = "") -> DislabError:
+            where = f" of {owner}" if owner else ""
+            return DislabError(
+                f"Hyper-parameter {name}={value!r}{where} is invalid: it must be "
+                f"{self.valid_range()} (default {self.default!r}){note}."
+            )
+
+        if t is bool:
+            if not isinstance(value, bool):
+                raise bad()
+            return value
+        if t is str:
+            if not isinstance(value, str) or (self.choices is not None
+                                              and value not in self.choices):
+                raise bad()
+            return value
+        if t not in (int, float):
+            return value
+        number = value
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            number = float(value)  # YAML 1.1 reads 1e5 as a string
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise bad("; write the number without quotes" if _numeric_text(value) else "")
+        if not math.isfinite(number):
+            raise bad()
+        if t is int:
+            if isinstance(number, float):
+                if not number.is_integer():
+                    raise bad()
+                number = int(number)
+        else:
+            number = float(number)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            raise bad()
+        if self.high is not None and (number > self.high
+                                      or (self.high_open and number == self.high)):
+            raise bad()
+        return number
 
 
 class Method(nn.Module):
@@ -121,8 +217,9 @@ class Method(nn.Module):
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """``cls.hparams`` defaults overridden by ``given``; an unknown key raises a DislabError
-        naming the valid ones. Ints given for float defaults become floats."""
+        """``cls.hparams`` defaults overridden by ``given``; an unknown key or a value of the
+        wrong type or out of range (:meth:`HParam.check`) raises a DislabError naming it and
+        the valid ones. Ints given for float parameters become floats."""
         unknown = sorted(k for k in given if k not in cls.hparams)
         if unknown:
             valid = sorted(cls.hparams) + list(cls.shared_options)
@@ -132,11 +229,7 @@ class Method(nn.Module):
             )
         out: dict[str, Any] = {}
         for key, hp in cls.hparams.items():
-            value = given.get(key, hp.default)
-            if isinstance(hp.default, float) and isinstance(value, int) \
-                    and not isinstance(value, bool):
-                value = float(value)
-            out[key] = value
+            out[key] = hp.check(key, given[key], cls.name) if key in given else hp.default
         return out
 
 

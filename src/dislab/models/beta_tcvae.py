@@ -36,10 +36,12 @@ class BetaTCVAE(VAE):
         "beta": HParam(
             6.0, "weight of the total correlation (objective KL + (β-1)·TC)",
             "a middle value of the study sweep {1, 2, 4, 6, 8, 10}",
+            low=0.0,
         ),
         "estimator": HParam(
             "mws", "TC estimator: 'mws' (minibatch weighted) or 'mss' (stratified)",
             "Chen et al. 2018 / disentanglement_lib (mws)",
+            choices=ESTIMATORS,
         ),
     }
 

@@ -23,6 +23,7 @@ class BetaVAE(VAE):
         "beta": HParam(
             4.0, "weight of the KL term",
             "Higgins et al. 2017 (β = 4 on dSprites); study sweep {1, 2, 4, 6, 8, 16}",
+            low=0.0,
         ),
     }
 

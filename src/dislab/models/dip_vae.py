@@ -51,9 +51,11 @@ class DIPVAEI(_DIPVAE):
         "lambda_od": HParam(
             10.0, "weight of the off-diagonal covariance penalty",
             "disentanglement_lib train_test (10); study sweep {1, 2, 5, 10, 20, 50}",
+            low=0.0,
         ),
         "lambda_d_factor": HParam(
             10.0, "λ_d = lambda_d_factor · λ_od", "study (dip_vae.lambda_d_factor = 10 for type i)",
+            low=0.0,
         ),
     }
 
@@ -68,8 +70,10 @@ class DIPVAEII(_DIPVAE):
         "lambda_od": HParam(
             10.0, "weight of the off-diagonal covariance penalty",
             "disentanglement_lib train_test (10); study sweep {1, 2, 5, 10, 20, 50}",
+            low=0.0,
         ),
         "lambda_d_factor": HParam(
             1.0, "λ_d = lambda_d_factor · λ_od", "study (dip_vae.lambda_d_factor = 1 for type ii)",
+            low=0.0,
         ),
     }

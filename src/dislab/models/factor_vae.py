@@ -64,13 +64,16 @@ def step_all(
 
 DISC_HPARAMS: dict[str, HParam] = {
     "disc_layers": HParam(6, "hidden layers of the discriminator (1000 units each)",
-                          "disentanglement_lib fc_discriminator (6; Do & Tran use 5)"),
+                          "disentanglement_lib fc_discriminator (6; Do & Tran use 5)",
+                          kind=int, low=1),
     "disc_lr": HParam(1e-4, "discriminator Adam learning rate",
-                      "disentanglement_lib discriminator/AdamOptimizer"),
+                      "disentanglement_lib discriminator/AdamOptimizer", low=0.0, low_open=True),
     "disc_beta1": HParam(0.5, "discriminator Adam beta1",
-                         "disentanglement_lib discriminator/AdamOptimizer"),
+                         "disentanglement_lib discriminator/AdamOptimizer",
+                         low=0.0, high=1.0, high_open=True),
     "disc_beta2": HParam(0.9, "discriminator Adam beta2",
-                         "disentanglement_lib discriminator/AdamOptimizer"),
+                         "disentanglement_lib discriminator/AdamOptimizer",
+                         low=0.0, high=1.0, high_open=True),
 }
 
 
@@ -109,10 +112,12 @@ class FactorVAE(_AdversarialMixin, VAE):
         "gamma": HParam(
             10.0, "weight of the discriminator's total-correlation estimate",
             "disentanglement_lib train_test (10); study sweep {10, 20, 30, 40, 50, 100}",
+            low=0.0,
         ),
         "permute": HParam(
             "same_batch", "permuted samples from 'same_batch' (dlib) or 'second_batch' (paper)",
             "disentanglement_lib shuffle_codes",
+            choices=PERMUTE,
         ),
         **DISC_HPARAMS,
     }

@@ -80,32 +80,35 @@ class SlowVAE(VAE):
     batch_counts: ClassVar[str] = "images"
     hparams: ClassVar[dict[str, HParam]] = {
         "beta": HParam(1.0, "weight of the KL to the N(0, I) prior",
-                       "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
+                       "Klindt et al. 2021 / bethgelab/slow_disentanglement", low=0.0),
         "gamma": HParam(10.0, "weight of the KL to the Laplace transition prior",
-                        "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
+                        "Klindt et al. 2021 / bethgelab/slow_disentanglement", low=0.0),
         "rate": HParam(6.0, "rate λ of the Laplace transition prior (scale 1/λ)",
-                       "Klindt et al. 2021 / bethgelab/slow_disentanglement"),
+                       "Klindt et al. 2021 / bethgelab/slow_disentanglement",
+                       low=0.0, low_open=True),
         "tc": HParam(0.0, "weight of an added total-correlation penalty on the sampled codes "
                      "(β-TCVAE's minibatch weighted estimator, per image, like its β − 1); "
-                     "0 = Slow-VAE as published", "dislab (0: off)"),
+                     "0 = Slow-VAE as published", "dislab (0: off)", low=0.0),
         "transition": HParam("kl", "Laplace transition term: 'kl' (the paper's KL of the "
                              "posteriors), 'mean' (its cross-entropy at the posterior means "
                              "only, an L1 penalty on their change that leaves the widths free) "
                              "or 'kl_fixed_width' (the KL with no gradient to the widths)",
-                             "Klindt et al. 2021 ('kl'); dislab (the others)"),
+                             "Klindt et al. 2021 ('kl'); dislab (the others)",
+                             choices=TRANSITIONS),
         "one_change": HParam(0.0, "extra Laplace (L1) penalty on the change of the posterior "
                              "means of every latent but the one that changes most, as a multiple "
                              "of γ·λ: pairs where one factor changes (pair option changes=1) "
                              "then cost least when one latent changes; 0 = Slow-VAE as published",
-                             "dislab (0: off)"),
+                             "dislab (0: off)", low=0.0),
         "warmup": HParam(0, "updates over which the transition terms (γ and one_change) ramp "
                          "linearly from 0 to their values, so the reconstruction is learned "
                          "before the transition prior squeezes the latents; 0 = Slow-VAE as "
-                         "published", "dislab (0: off)"),
+                         "published", "dislab (0: off)", kind=int, low=0),
         "entropy_share": HParam(0.5, "posterior entropy subtracted in the Laplace term, per "
                                 "frame: 0.5 = the reference code's (once per pair), 1 = the "
                                 "exact KL of both directions",
-                                "bethgelab/slow_disentanglement scripts/solver.py (0.5)"),
+                                "bethgelab/slow_disentanglement scripts/solver.py (0.5)",
+                                low=0.0, high=1.0),
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

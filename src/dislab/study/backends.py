@@ -5,7 +5,9 @@ each finished run to a callback; the run folders (and so the table) are the same
 
 * ``local``: a ``concurrent.futures.ProcessPoolExecutor`` with the *spawn* start method (no
   forked torch state), ``workers`` processes (default: the usable cores), each run with
-  ``threads`` torch threads (default: cores // workers, at least 1).
+  ``threads`` torch threads (default: cores // workers, at least 1). The workers end with the
+  driver, even when it is killed with SIGKILL (:func:`_die_with_parent`); their runs then
+  read as interrupted and resume on the next ``study run``.
 * ``ray``: ``ray.init(address=...)`` (an existing cluster, e.g. ``auto`` or
   ``ray://head:10001``) or, without an address, a local Ray with ``workers × threads`` CPUs;
   every run is a Ray task asking for ``threads`` CPUs. On a cluster the study folder must be on
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -29,11 +34,44 @@ from dislab.study.runner import DEFAULT_RUN_FN, execute_run
 
 __all__ = ["run_local", "run_ray", "run_slurm", "BACKENDS"]
 
+#: Times a Ray task is re-run when its worker or node is lost (the run resumes from its
+#: checkpoint; errors raised by the run itself are recorded, never retried).
+RAY_MAX_RETRIES = 3
+
 OnStart = Callable[[dict[str, Any]], None]
 OnDone = Callable[[dict[str, Any]], None]
 
 
-def _init_worker(threads: int) -> None:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """End this worker when the driver process ``parent`` ends, even by SIGKILL (which runs
+    none of the driver's clean-up): on Linux the kernel sends SIGKILL on the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread polls the parent pid as well."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="dislab-parent-watch").start()
+
+
+def _init_worker(threads: int, parent: int | None = None) -> None:
+    if parent is not None:
+        _die_with_parent(parent)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
     os.environ["DISLAB_THREADS"] = str(threads)
@@ -49,7 +87,7 @@ def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(workers, len(runs)))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_init_worker, initargs=(threads,))
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
     queue = list(runs)
     in_flight: dict[Any, dict[str, Any]] = {}
     try:
@@ -114,7 +152,10 @@ def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads
                      runtime_env=env, log_to_driver=False,
                      object_store_memory=200 * 1024 * 1024)
         started_here = True
-    remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(execute_run)
+    # A task lost with its node (or worker process) is retried: the run resumes from its
+    # checkpoint. An exception inside the run is recorded by execute_run, not retried.
+    remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=RAY_MAX_RETRIES,
+                        retry_exceptions=False)(execute_run)
     records: list[dict[str, Any]] = []
     pending: dict[Any, dict[str, Any]] = {}
     try:

@@ -3,7 +3,9 @@
 Columns (every run of the folder, finished or not):
 
 * ``run_id``, ``study``, ``data`` (the data set label), ``method``, ``seed``, ``eval_seed``,
-  ``status`` (done / failed / running / interrupted / pending), ``error`` (message or null),
+  ``status`` (done / failed / running / interrupted / pending; a run recorded as running
+  whose process is gone, e.g. after a SIGKILL, is interrupted: :mod:`dislab.status`),
+  ``error`` (message or null),
   ``attempt`` (how many times the run was started);
 * ``hp.<name>``: each hyper-parameter (missing for methods without it);
 * ``config.<field>``: every training config field (``config.steps``, ``config.lr``, ...;
@@ -28,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from dislab.errors import DislabError
+from dislab.status import effective_status
 from dislab.study.runner import read_json
 
 __all__ = ["collect", "write_table", "TABLE_NAME", "metric_columns"]
@@ -57,6 +60,15 @@ def _row(folder: Path) -> dict[str, Any] | None:
     if run is None:
         return None
     status = read_json(folder / "status.json") or {"status": "pending"}
+    state = effective_status(status)
+    if state == "running":  # the worker may be on another host: its training's heartbeat
+        train = read_json(folder / "model" / "status.json")
+        if train is not None and effective_status(train) == "interrupted":
+            state = "interrupted"
+    if state != status.get("status"):  # "running", but its process is gone (killed)
+        status = {**status, "status": state, "error": status.get("error") or (
+            f"the worker (pid {status.get('pid')} on {status.get('host')}) stopped without "
+            "recording an end (killed?); `dislab study run` again resumes it")}
     row: dict[str, Any] = {
         "run_id": run.get("run_id", folder.name),
         "study": run.get("study"),

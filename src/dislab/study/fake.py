@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fake_run", "fake_run_nan", "fake_metrics"]
+__all__ = ["fake_run", "fake_run_nan", "fake_run_crash_once", "fake_metrics"]
 
 _CHUNKS = 4
 
@@ -96,4 +96,18 @@ def fake_run_nan(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         with open(Path(run_dir) / "calls.log", "a") as f:
             f.write(f"pid={os.getpid()} nan\n")
         raise FloatingPointError("loss is NaN at step 3 (forced by fake_run_nan)")
+    return fake_run(run, run_dir)
+
+
+def fake_run_crash_once(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Like :func:`fake_run`, but the first call of each run ends its process abruptly (as a
+    lost node or an out-of-memory kill would) after half the work; later calls resume."""
+    marker = Path(run_dir) / "crashed_once"
+    if not marker.exists():
+        progress = Path(run_dir) / "fake_progress.json"
+        progress.write_text(json.dumps({"chunk": _CHUNKS // 2}))
+        marker.write_text("")
+        with open(Path(run_dir) / "calls.log", "a") as f:
+            f.write(f"pid={os.getpid()} crash\n")
+        os._exit(1)
     return fake_run(run, run_dir)

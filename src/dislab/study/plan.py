@@ -35,18 +35,36 @@ __all__ = [
     "default_workers",
     "SECONDS_PER_STEP_FALLBACK",
     "EVAL_SECONDS_FALLBACK",
+    "METRIC_SECONDS",
+    "eval_seconds",
 ]
 
 #: Used when a training step cannot be measured on this machine (no models installed): the
 #: seconds of one Adam step of the study's conv VAE at batch 64 on one CPU core (measured on
 #: the 2-core development machine of dislab; a GPU is ~50x faster).
 SECONDS_PER_STEP_FALLBACK = 0.05
-#: Seconds to evaluate one trained model on one CPU core (a documented constant, not
-#: measured by `plan`): 266-289 s were measured for the ten metrics of the small_dsprites
-#: preset at the study's sizes on a 46,080-image dSprites grid (dci 100 s, elbo_decomposition
-#: 70 s, downstream 31 s, the rest < 10 s each) on a loaded 2-core machine; encoding a
-#: full 737,280-image grid adds minutes on a CPU.
-EVAL_SECONDS_FALLBACK = 300.0
+#: Seconds of each metric at its study defaults on a cached code table: docs/metrics.md,
+#: "2026-11-29, idle 2-core AMD EPYC with AVX2 only" (the slower of the CPUs measured there).
+#: ``downstream_boosted_trees`` reuses DCI's 10 000-point fits; without DCI it costs about
+#: DCI's time. A metric not listed costs :data:`METRIC_SECONDS_OTHER`.
+METRIC_SECONDS: dict[str, float] = {
+    "dci": 42.8, "dotran": 20.5, "dotran_sampling": 20.5, "elbo_decomposition": 17.0,
+    "downstream_logistic_regression": 14.0, "downstream_boosted_trees": 9.4,
+    "mig_chen": 7.2, "beta_vae": 3.7, "modularity": 1.9, "sap": 1.7,
+}
+METRIC_SECONDS_OTHER = 0.5
+#: Images encoded per second for the code table (same machine and page: the full
+#: 737,280-image dSprites grid in 119.2 s).
+ENCODE_IMAGES_PER_SECOND = 6183.0
+#: Metrics that look up codes across the whole grid (interventions: millions of look-ups);
+#: the others look at about :data:`ROWS_PER_METRIC` rows each.
+WHOLE_GRID_METRICS = frozenset({"beta_vae", "factor_vae", "irs"})
+ROWS_PER_METRIC = 25_000
+#: Grid size assumed when the data set cannot be opened here (dSprites's).
+GRID_SIZE_FALLBACK = 737_280
+#: Kept for callers of older versions: evaluation seconds of the full default suite with a
+#: whole-grid encoding (about 119 s + 119 s on the machine above).
+EVAL_SECONDS_FALLBACK = 240.0
 
 #: Observation shapes used for the timing measurement (channels first), by data set name.
 _SHAPES = {"dsprites": (1, 64, 64), "smallnorb": (1, 64, 64)}
@@ -102,9 +120,13 @@ def expand(spec: StudySpec) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for data in spec.data:
         for method in spec.methods:
-            # Show in the id only the hyper-parameters that vary within the method.
+            # Show in the id the hyper-parameters that vary within the method; with one point
+            # (a one-value grid), the values it sets, so that the id never says "default"
+            # for a run that does not use the defaults.
             varying = sorted({k for p in method.points for k in p
                               if len({repr(q.get(k)) for q in method.points}) > 1})
+            if len(method.points) == 1:
+                varying = sorted(method.points[0])
             for point in method.points:
                 for seed in spec.seeds:
                     train = dict(spec.train)
@@ -174,6 +196,52 @@ def _measure_step_seconds(method: str, hparams: dict[str, Any], shape: tuple[int
         torch.set_num_threads(old_threads)
 
 
+def _grid_size(train: dict[str, Any], cache: dict[str, int]) -> int:
+    """Points of the run's data set grid (procedural sets are opened lazily, cheaply; a set
+    read from a file is not opened here: :data:`GRID_SIZE_FALLBACK`)."""
+    key = _canonical([train["data"], train.get("data_path"), train.get("data_options")])
+    if key not in cache:
+        size = GRID_SIZE_FALLBACK
+        if not train.get("data_path"):
+            try:
+                import dislab.data as dd
+
+                size = len(dd.load(train["data"], **(train.get("data_options") or {})))
+            except Exception:  # noqa: BLE001 - an estimate; study run reports the error
+                size = GRID_SIZE_FALLBACK
+        cache[key] = size
+    return cache[key]
+
+
+def _metric_names(metrics: list[str] | None) -> list[str]:
+    if metrics is not None:
+        return list(metrics)
+    try:
+        from dislab.metrics.registry import default_metrics
+
+        return default_metrics()
+    except Exception:  # noqa: BLE001 - metrics not installed: price every listed one
+        return sorted(METRIC_SECONDS)
+
+
+def eval_seconds(metrics: list[str] | None, grid_size: int) -> float:
+    """Estimated seconds to evaluate one run with ``metrics`` (``None``: the default suite)
+    on a data set of ``grid_size`` points: encoding the rows the metrics look at (the whole
+    grid for :data:`WHOLE_GRID_METRICS`, else about :data:`ROWS_PER_METRIC` per metric) at
+    :data:`ENCODE_IMAGES_PER_SECOND`, plus :data:`METRIC_SECONDS` of each metric."""
+    names = _metric_names(metrics)
+    if any(m in WHOLE_GRID_METRICS for m in names):
+        rows = grid_size
+    else:
+        rows = min(grid_size, ROWS_PER_METRIC * len(names))
+    seconds = rows / ENCODE_IMAGES_PER_SECOND
+    for m in names:
+        seconds += METRIC_SECONDS.get(m, METRIC_SECONDS_OTHER)
+    if "downstream_boosted_trees" in names and "dci" not in names:
+        seconds += METRIC_SECONDS["dci"]  # its fits are not shared with DCI then
+    return seconds
+
+
 def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
              measure: bool = True) -> dict[str, Any]:
     """Estimated wall time of ``runs`` on this machine with ``workers`` parallel runs.
@@ -181,8 +249,9 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
     Training time = steps × seconds per step, measured here for each method (3 steps on
     random images of the data set's shape, with the worker's ``threads``) when ``measure`` and
     the models are available, else :data:`SECONDS_PER_STEP_FALLBACK`; evaluation time =
-    :data:`EVAL_SECONDS_FALLBACK` per run. Returns ``{"seconds", "per_step": {method: s},
-    "source": "measured"|"constant", "eval_seconds_per_run"}``.
+    :func:`eval_seconds` of each run's metrics and data set. Returns ``{"seconds",
+    "per_step": {method: s}, "source": "measured"|"constant", "eval_seconds_per_run"}``
+    (the mean over the runs).
     """
     per_step: dict[str, float] = {}
     source = "measured" if measure else "constant"
@@ -202,14 +271,15 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
                 seconds = None
                 source = "constant"
         per_step[method] = SECONDS_PER_STEP_FALLBACK if seconds is None else seconds
-    total = sum(r["train"]["steps"] * per_step[r["method"]] + EVAL_SECONDS_FALLBACK
-                for r in runs)
+    sizes: dict[str, int] = {}
+    evals = [eval_seconds(r.get("metrics"), _grid_size(r["train"], sizes)) for r in runs]
+    total = sum(r["train"]["steps"] * per_step[r["method"]] for r in runs) + sum(evals)
     waves = max(1, workers)
     return {
         "seconds": total / waves,
         "per_step": per_step,
         "source": source,
-        "eval_seconds_per_run": EVAL_SECONDS_FALLBACK,
+        "eval_seconds_per_run": sum(evals) / max(1, len(evals)),
     }
 
 

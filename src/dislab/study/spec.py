@@ -340,15 +340,25 @@ def check_data_names(spec: StudySpec) -> None:
     """Raise a clear error when a data set of ``spec`` is not registered in :mod:`dislab.data`.
 
     Separate from parsing so that a spec can be read (and planned) where a data set's module
-    is not installed; ``dislab study run`` calls it before starting anything.
+    is not installed; ``dislab study plan`` and ``dislab study run`` call it before starting
+    anything. A data file named by ``path`` must exist.
     """
+    import difflib
+
     from dislab import data as data_module
 
     known = data_module.available()
     for d in spec.data:
         if d.name not in known:
-            raise DislabError(f"Unknown data set {d.name!r} (label {d.label!r}) in the study. "
-                              f"Known data sets: {', '.join(known)} (see `dislab data list`).")
+            close = difflib.get_close_matches(d.name, list(known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise DislabError(f"Unknown data set {d.name!r} (label {d.label!r}) in the study."
+                              f"{hint} Known data sets: {', '.join(known)} (see `dislab data "
+                              "list`).")
+        if d.path is not None and not Path(d.path).exists():
+            raise DislabError(f"Data set {d.label!r}: the file {d.path!r} does not exist; fix "
+                              "its 'path' in the spec (or leave it out to render the data set "
+                              "procedurally, where dislab can).")
 
 
 def _method_hparams(name: str) -> set[str]:
@@ -418,7 +428,25 @@ def _parse_method(name: str, body: Any) -> MethodSpec:
             if not isinstance(v, (int, float, str, bool)) or v is None:
                 raise DislabError(f"methods.{name}.{hp} = {v!r}: values must be numbers, "
                                   "strings or booleans.")
+        _check_point(name, key, p)
     return MethodSpec(name=key, points=tuple(full))
+
+
+def _check_point(name: str, key: str, point: dict[str, Any]) -> None:
+    """Type and range of each value of ``point`` (the method's ``HParam`` entries), so that
+    ``study plan`` rejects what training would reject."""
+    try:
+        from dislab import models
+
+        cls = models.available().get(key)
+    except Exception:  # noqa: BLE001 - models may be missing while dislab is being built
+        return
+    if cls is None:
+        return
+    try:
+        cls.resolve_hparams(dict(point))
+    except DislabError as e:
+        raise DislabError(f"methods.{name}: {e}") from None
 
 
 def _check_metrics(metrics: list[str]) -> None:

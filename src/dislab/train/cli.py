@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from dislab.errors import DislabError
@@ -98,7 +99,8 @@ def register(subparsers: Any) -> None:
         "history.jsonl, images/, tb/ and status.json.",
         epilog="examples:\n"
         "  dislab train --model beta_tcvae --data dsprites --beta 6 --steps 20000 --out runs/x\n"
-        "  dislab train --config run.json --resume\n"
+        "  dislab train --out runs/x --resume      # continue runs/x from its checkpoint\n"
+        "  dislab train --config runs/x/config.json --seed 1 --out runs/y   # same, another seed\n"
         "  dislab models            # methods, their hyper-parameters and defaults",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -139,7 +141,8 @@ def register(subparsers: Any) -> None:
     for hp_name, owners in sorted(hparam_table().items()):
         if hp_name in _CORE_DESTS:
             continue
-        desc = "; ".join(f"{m}: {hp.help} (default {hp.default!r})" for m, hp in owners)
+        desc = "; ".join(f"{m}: {hp.help} ({hp.valid_range()}; default {hp.default!r})"
+                         for m, hp in owners)
         group.add_argument(_flag(hp_name), dest=f"hp__{hp_name}", type=_parse_value,
                            default=None, metavar="V", help=desc)
     p.set_defaults(func=_train)
@@ -159,6 +162,23 @@ def config_from_args(args: argparse.Namespace) -> Any:
     base: dict[str, Any] = {}
     if args.config:
         base = TrainConfig.from_json(args.config).to_dict()
+        folder = Path(args.config).resolve().parent
+        if args.resume and args.out is None and _is_run_folder(folder):
+            # A run's own config.json: its folder is the run, wherever the command runs from
+            # (the saved 'out' may be relative to another working directory).
+            base["out"] = str(folder)
+    elif args.resume:
+        if args.out is None:
+            raise DislabError("--resume needs the run folder: dislab train --out DIR --resume "
+                              "(or --config DIR/config.json --resume).")
+        saved = Path(args.out) / "config.json"
+        if not saved.is_file():
+            raise DislabError(
+                f"Nothing to resume in {str(Path(args.out).resolve())!r}: it holds no run (no "
+                "config.json). Check --out, or start a new run there with --model NAME "
+                "(without --resume)."
+            )
+        base = TrainConfig.from_json(saved).to_dict()
     for _, dest, _, _ in _CORE_FLAGS:
         value = getattr(args, dest, None)
         if value is not None:
@@ -209,6 +229,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return TrainConfig.from_dict(base)
 
 
+def _is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a training run folder (config.json beside its status/checkpoint)."""
+    return (folder / "config.json").is_file() and any(
+        (folder / name).exists() for name in ("status.json", "checkpoint", "model.safetensors"))
+
+
 def _train(args: argparse.Namespace) -> int:
     from dislab.train.loop import fit
 
@@ -241,7 +267,8 @@ def _models(args: argparse.Namespace) -> int:
             "name": name, "description": doc,
             "batch_kind": getattr(cls, "batch_kind", "single"),
             "has_decoder": getattr(cls, "has_decoder", True),
-            "hparams": {k: {"default": hp.default, "help": hp.help, "source": hp.source}
+            "hparams": {k: {"default": hp.default, "help": hp.help, "source": hp.source,
+                            "valid": hp.valid_range()}
                         for k, hp in getattr(cls, "hparams", {}).items()},
         })
     if args.json:
@@ -256,7 +283,7 @@ def _models(args: argparse.Namespace) -> int:
         if not r["hparams"]:
             print("    (no hyper-parameters)")
         for k, hp in r["hparams"].items():
-            print(f"    {_flag(k):<22} {hp['default']!r:<10} {hp['help']}")
+            print(f"    {_flag(k):<22} {hp['default']!r:<10} {hp['help']} ({hp['valid']})")
             if hp["source"]:
                 print(f"    {'':<33} source: {hp['source']}")
         print()

@@ -7,8 +7,9 @@ that it writes the run folder::
 
     run/
       config.json        the TrainConfig (hyper-parameters resolved to full values)
-      status.json        {"status": running|done|failed, "step", "error", "train_seconds",
-                          "final_logs"}
+      status.json        {"status": running|done|failed|interrupted, "step", "error",
+                          "train_seconds", "final_logs", "pid", "host", "heartbeat"}
+                         (a "running" run whose pid is gone was killed: dislab.status)
       history.jsonl      one JSON object per logged step: "step", the mean of every log
                          over the window since the previous line, "images_per_s"
       checkpoint/checkpoint.safetensors   the latest resumable state (see checkpoint.py)
@@ -31,6 +32,7 @@ import os
 import queue
 import random
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -42,6 +44,7 @@ import numpy as np
 import torch
 
 from dislab.errors import DislabError
+from dislab.status import HEARTBEAT_SECONDS, pid_alive, process_info, read_status
 from dislab.train import checkpoint as ckpt
 from dislab.train import tracking
 from dislab.train.config import RESUMABLE_CHANGES, TrainConfig
@@ -617,8 +620,17 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
     saved_cfg_path = run_dir / "config.json"
     resuming = False
     if saved_cfg_path.exists():
-        if not resume:
-            status = _read_status(run_dir)
+        status = _read_status(run_dir)
+        pid = status.get("pid")
+        if (status.get("status") == "running" and status.get("host") == socket.gethostname()
+                and isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)):
+            raise DislabError(
+                f"The run in {str(run_dir)!r} is being trained by another process (pid "
+                f"{status.get('pid')} on {status.get('host')}, step {status.get('step', '?')}); "
+                "wait for it or stop it, then resume with --resume."
+            )
+        kept = ckpt_path.exists() or (run_dir / "model.safetensors").exists()
+        if kept and not resume:
             raise DislabError(
                 f"The folder {str(run_dir)!r} already holds a run (status: "
                 f"{status.get('status', 'unknown')}, step {status.get('step', '?')}). Pass "
@@ -626,18 +638,33 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
             )
         saved = TrainConfig.from_json(saved_cfg_path)
         diff = [k for k in saved.differences(cfg) if k not in RESUMABLE_CHANGES]
-        if diff:
+        if diff and kept:
             was = ", ".join(f"{k}={saved.to_dict()[k]!r}" for k in diff)
             raise DislabError(
                 f"Cannot resume {str(run_dir)!r}: the config differs from the saved one in "
                 f"{', '.join(diff)} (saved: {was}). Use the saved config (--config "
                 f"{saved_cfg_path}) or start a new run with another --out."
             )
+        # Without a checkpoint or weights (a run that stopped before its first checkpoint)
+        # there is nothing to lose: the run starts over with the config given.
         resuming = ckpt_path.exists()
+    elif resume:
+        raise DislabError(
+            f"Nothing to resume in {str(run_dir.resolve())!r}: it holds no run (no "
+            "config.json). Check --out (or the config's 'out'), or leave out --resume to "
+            "start a new run there."
+        )
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
 
     prev_threads = torch.get_num_threads()
-    trainer = Trainer(cfg, data=data)
+    try:
+        trainer = Trainer(cfg, data=data)
+    except BaseException:
+        if created:  # leave nothing behind: the corrected command then runs as is
+            shutil.rmtree(run_dir, ignore_errors=True)
+        torch.set_num_threads(prev_threads)
+        raise
     if resuming:
         tensors, meta = ckpt.load_tensors(ckpt_path, "checkpoint")
         trainer.load_state(tensors, meta, str(ckpt_path))
@@ -654,8 +681,17 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
         if cfg.tensorboard and "tensorboard" in cfg.loggers else None
     writer = tracking.with_tensorboard(tracked, writer)
     status: dict[str, Any] = {"status": "running", "step": trainer.step, "error": None,
-                              "train_seconds": trainer.train_seconds, "final_logs": None}
+                              "train_seconds": trainer.train_seconds, "final_logs": None,
+                              **process_info()}
     _write_json(run_dir / "status.json", status)
+    last_beat = time.monotonic()
+
+    def heartbeat() -> None:
+        """Refresh ``status.json`` (step, heartbeat) so that a killed run can be told apart."""
+        nonlocal last_beat
+        last_beat = time.monotonic()
+        status.update(step=trainer.step, heartbeat=time.time())
+        _write_json(run_dir / "status.json", status)
     last_good = trainer.step if resuming else None
     last_logs: dict[str, float] = {}
 
@@ -703,13 +739,16 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
                 trainer.check_finite()
                 _write_images(trainer, run_dir, writer, final=False)
                 t_window += time.perf_counter() - t0
+            if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                heartbeat()
         trainer.check_finite()
         if last_good != trainer.step:
             save_checkpoint()
         ckpt.save_weights(run_dir / "model.safetensors", trainer.model, _model_meta(trainer))
         _write_images(trainer, run_dir, writer, final=True)
         status.update(status="done", step=trainer.step, train_seconds=trainer.train_seconds,
-                      final_logs=last_logs or _read_status(run_dir).get("final_logs"))
+                      final_logs=last_logs or _read_status(run_dir).get("final_logs"),
+                      heartbeat=time.time())
         _write_json(run_dir / "status.json", status)
         if writer is not None:
             writer.log_final(status["final_logs"])
@@ -731,8 +770,8 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
             save_checkpoint()
         except DislabError:
             pass
-        status.update(status="failed", step=trainer.step, error=msg,
-                      train_seconds=trainer.train_seconds)
+        status.update(status="interrupted", step=trainer.step, error=msg,
+                      train_seconds=trainer.train_seconds, heartbeat=time.time())
         _write_json(run_dir / "status.json", status)
         raise
     except BaseException as e:
@@ -752,10 +791,9 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
 
 
 def _read_status(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "status.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    """``status.json``, with a ``running`` whose process is gone reported as ``interrupted``
+    (:func:`dislab.status.read_status`)."""
+    return read_status(run_dir)
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def _traverse(args: argparse.Namespace) -> int:
 
     path = traverse(args.run_dir, latents=args.latents, limit=args.range, n_steps=args.steps,
                     out=args.out, gif=args.gif, index=args.index, seed=args.seed,
-                    scale=args.scale)
+                    scale=args.scale, labels=not args.no_labels)
     print(f"traversal: {path}")
     return 0
 
@@ -119,6 +119,9 @@ def register(subparsers: Any) -> None:
                    help="grid index of the image to traverse (default: drawn with --seed)")
     p.add_argument("--seed", type=int, default=0, help="seed that picks the image")
     p.add_argument("--scale", type=int, default=1, help="integer pixel scale-up (default 1)")
+    p.add_argument("--no-labels", action="store_true",
+                   help="PNG without the margin naming each row's latent and each column's "
+                   "value")
     p.set_defaults(func=_traverse)
 
     p = subparsers.add_parser(

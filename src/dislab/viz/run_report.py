@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dislab.errors import DislabError
+from dislab.status import read_status
 
 __all__ = ["build_report", "headline_metrics"]
 
@@ -193,7 +194,10 @@ def _mi_heatmap(summary: dict[str, Any], path: Path) -> Path:
     order = summary["order"]
     m = np.asarray(summary["mi_normalised"], dtype=float)[order]
     names = summary["factor_names"]
-    fig, ax = plt.subplots(figsize=(2.2 + 0.9 * len(names), 1.6 + 0.36 * len(order)),
+    # Room for the longest factor name (rotated 30°) below the axes and for the colour bar.
+    longest = max((len(str(n)) for n in names), default=1)
+    fig, ax = plt.subplots(figsize=(3.0 + 0.9 * len(names),
+                                    2.0 + 0.36 * len(order) + 0.06 * longest),
                            constrained_layout=True)
     im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
@@ -205,7 +209,7 @@ def _mi_heatmap(summary: dict[str, Any], path: Path) -> Path:
             ax.text(c, r, f"{m[r, c]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if m[r, c] < 0.6 else "black")
     fig.colorbar(im, ax=ax, label="I(z_i; y_k) / H(y_k)")
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path
 
@@ -257,7 +261,8 @@ def _table(header: list[str], rows: list[list[Any]], numeric: set[int] | None = 
             cls = ' class="num"' if j in numeric else ""
             cells.append(f"<td{cls}>{v}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    head_row = f"<tr>{head}</tr>" if any(h.strip() for h in header) else ""
+    return f"<table>{head_row}{''.join(body)}</table>"
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -379,7 +384,7 @@ def build_report(
         record = evaluate_run(run_dir, metrics=metrics, seed=seed, data=data, progress=progress)
     summary = latent_summary(run_dir, progress=progress, data=data)
     order = [int(i) for i in summary["order"]]
-    status = _read_json(run_dir / "status.json") or {}
+    status = read_status(run_dir)  # a killed run reads "interrupted", not "running"
     history = _history(run_dir)
 
     # figures
@@ -483,6 +488,7 @@ def traverse(
     index: int | None = None,
     seed: int = 0,
     scale: int = 1,
+    labels: bool = True,
 ) -> Path:
     """Latent traversal of one image of the run's data set; returns the written file.
 
@@ -491,6 +497,8 @@ def traverse(
     ``latents.json``). The image is grid point ``index`` (default: one drawn with ``seed``).
     PNG: rows = latents, columns = ``n_steps`` values in ``[-limit, limit]``, i.e. an array
     of ``(rows·(H+2)+2, n_steps·(W+2)+2)`` pixels times ``scale`` (2-pixel white gaps).
+    ``labels`` adds a margin naming each row's latent (``z3``) and each column's value
+    (:func:`dislab.viz.images.label_grid`); ``labels=False`` writes the bare grid.
     ``gif=True`` writes an animated GIF (one column per latent) instead. ``out``: default
     ``RUN_DIR/traversal.png`` / ``.gif``.
     """
@@ -537,5 +545,11 @@ def traverse(
         frames = vi.traversal_frames(model, x, dims=dims, n_frames=2 * n_steps, limit=limit,
                                      ncol=len(dims))
         return vi.save_gif(frames, path, duration_ms=90, scale=scale)
-    return vi.save_png(vi.traversal_grid(model, x, dims=dims, n_steps=n_steps, limit=limit),
-                       path, scale)
+    grid = vi.traversal_grid(model, x, dims=dims, n_steps=n_steps, limit=limit)
+    if scale != 1:
+        grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    if labels:
+        values = np.linspace(-limit, limit, n_steps)
+        grid = vi.label_grid(grid, [f"z{i}" for i in dims], [f"{v:.2g}" for v in values],
+                             cell=(x.shape[-2] * scale, x.shape[-1] * scale), pad=2 * scale)
+    return vi.save_png(grid, path)
