@@ -98,27 +98,27 @@ class Scene:
     colour. ``docs/data.md`` ("How close the renderer is") gives the procedure and figures.
     """
 
-    cam_dist: float = 4.873
-    cam_height: float = 1.293
-    cam_pitch_deg: float = 0.1178
+    cam_dist: float = 4.845
+    cam_height: float = 1.302
+    cam_pitch_deg: float = 0.1521
     fov_deg: float = 46.72
-    room_back: float = 6.129
-    room_side: float = 6.01
-    wall_height: float = 3.451
-    sky_rgb: tuple[float, float, float] = (0.605, 0.875, 0.973)
+    room_back: float = 6.128
+    room_side: float = 6.04
+    wall_height: float = 3.447
+    sky_rgb: tuple[float, float, float] = (0.610, 0.884, 0.936)
     ambient: float = 0.3814
     head_diffuse: float = 0.6138
-    light_pos: tuple[float, float, float] = (-3.928, 24.18, -8.139)
-    light_diffuse: float = 0.5912
+    light_pos: tuple[float, float, float] = (-4.007, 25.46, -7.586)
+    light_diffuse: float = 0.5877
     spot_exponent: int = 0  # spotlight pointing straight down: falloff cos(angle) ** exponent
     spot_cutoff_deg: float = 90.0  # no light beyond this angle from straight down
-    specular: float = 0.2353
+    specular: float = 0.2154
     shininess_squarings: int = 5  # Blinn-Phong exponent 2**5 = 32 (exact repeated squaring)
-    cube_half: float = 0.6351
-    cylinder_radius: float = 0.6351
-    cylinder_height: float = 1.461
-    sphere_radius: float = 0.7454
-    capsule_radius: float = 0.5874
+    cube_half: float = 0.6356
+    cylinder_radius: float = 0.6356
+    cylinder_height: float = 1.462
+    sphere_radius: float = 0.7488
+    capsule_radius: float = 0.5902
     capsule_height: float = 2.3
 
 
