@@ -384,14 +384,20 @@ def _colourise(
     maps: np.ndarray, floor: np.ndarray, wall: np.ndarray, obj: np.ndarray,
     scene: Scene = SCENE,
 ) -> np.ndarray:
-    """uint8 images ``(n, 3, H, W)`` from shading maps ``(n, N_MAPS, H, W)`` and hue ids."""
-    cf = _HUE_RGB[floor][:, :, None, None]
-    cw = _HUE_RGB[wall][:, :, None, None]
-    co = _HUE_RGB[obj][:, :, None, None]
-    sky = np.asarray(scene.sky_rgb, dtype=np.float32)[None, :, None, None]
-    img = (maps[:, 0:1] * cf + maps[:, 1:2] * cw) + (maps[:, 2:3] * co + maps[:, 3:4])
-    img = img + maps[:, 4:5] * sky
-    img *= np.float32(255.0)
+    """uint8 images ``(n, 3, H, W)`` from shading maps ``(n, N_MAPS, H, W)`` and hue ids.
+
+    Each image is its ``(3, N_MAPS)`` matrix of surface colours (floor, wall and object hue,
+    white, sky) times its maps: one small matrix product per image, clipped to 0..255.
+    """
+    n = maps.shape[0]
+    colours = np.empty((n, 3, N_MAPS), np.float32)
+    colours[:, :, 0] = _HUE_RGB[floor]
+    colours[:, :, 1] = _HUE_RGB[wall]
+    colours[:, :, 2] = _HUE_RGB[obj]
+    colours[:, :, 3] = 1.0
+    colours[:, :, 4] = np.asarray(scene.sky_rgb, dtype=np.float32)
+    colours *= np.float32(255.0)
+    img = np.matmul(colours, maps.reshape(n, N_MAPS, -1)).reshape(n, 3, *maps.shape[2:])
     np.clip(img, 0.0, 255.0, out=img)
     return np.rint(img, out=img).astype(np.uint8)
 
