@@ -83,43 +83,51 @@ IMAGE_SIZE = 64
 # -- scene (world: y up, object standing on the floor y = 0 at the origin) -------------------
 @dataclass(frozen=True)
 class Scene:
-    """Every constant of the procedural scene (lengths in units of the object's size).
+    """Every constant of the procedural scene (world: y up, the object on the floor y = 0 at
+    the origin; lengths in the units of the object sizes at scale 1).
 
-    The camera orbits the object's vertical axis (``orientation`` = azimuth, 0 deg looks
-    along -z at the back wall) and looks horizontally, slightly down; the room is a floor
-    ``y = 0``, a back wall ``z = -room_back`` and side walls ``x = +-room_side`` of height
-    ``wall_height``, with a uniform sky above. Lighting as MuJoCo's default model (which
-    rendered the official set): ambient + a headlight along the view direction + one point
-    light with a hard shadow, Lambert diffuse, white Blinn-Phong highlight on the object.
+    The camera orbits the object's vertical axis (``orientation`` = azimuth; 0 deg looks along
+    -z at the back wall) at distance ``cam_dist`` and height ``cam_height``, looking
+    horizontally (``cam_pitch_deg`` down). The room: floor ``y = 0``, back wall
+    ``z = -room_back``, side walls ``x = +-room_side``, all walls ``wall_height`` high, a
+    uniform sky above. Object sizes are multiplied by the scale value (0.75..1.25). Lighting,
+    after MuJoCo's model (the official set was rendered with MuJoCo): ``ambient`` + a
+    headlight shining along the view (``head_diffuse``) + a point light (``light_diffuse``,
+    Lambert, hard shadow of the object on floor and walls) that moves with the camera:
+    ``light_pos`` is its position when the azimuth is 0 (so shadows keep their direction in
+    the image, as in the official frames); a white Blinn-Phong highlight on the object.
 
-    The values were fitted to the official frames (deepmind/3d-shapes README's animation):
-    first the layout from where sky, wall, floor and object are in the frames, then all of
-    them by maximising the PSNR of the rendered frames; ``sky_rgb`` is the measured sky
-    colour. ``docs/data.md`` ("How close the renderer is") gives the procedure and figures.
+    Where the values come from: the 27 official frames of the deepmind/3d-shapes README's
+    animation (see ``docs/data.md``, "How close the renderer is"). The room corner's image
+    position over the orientation sweep gave ``room_side``/``room_back`` relative to
+    ``cam_dist`` and the field of view; the rows of the sky/wall and wall/floor edges gave
+    ``cam_height`` and ``wall_height``; object sizes came from the objects' extents; then all
+    of them and the lighting were refined together by minimising the mean squared error of
+    the rendered frames (``benchmarks/shapes3d_fit.py``). ``sky_rgb`` is the frames' mean sky
+    colour. The cylinder is not in the frames: it is as wide as the cube and 1.15x as tall as
+    wide (the README's sample grid).
     """
 
-    cam_dist: float = 4.845
-    cam_height: float = 1.302
-    cam_pitch_deg: float = 0.1521
-    fov_deg: float = 46.72
-    room_back: float = 6.128
-    room_side: float = 6.04
-    wall_height: float = 3.447
-    sky_rgb: tuple[float, float, float] = (0.610, 0.884, 0.936)
-    ambient: float = 0.3814
-    head_diffuse: float = 0.6138
-    light_pos: tuple[float, float, float] = (-4.007, 25.46, -7.586)
-    light_diffuse: float = 0.5877
-    spot_exponent: int = 0  # spotlight pointing straight down: falloff cos(angle) ** exponent
-    spot_cutoff_deg: float = 90.0  # no light beyond this angle from straight down
-    specular: float = 0.2154
+    cam_dist: float = 4.845  # the length unit is fixed by this choice; fitted below
+    cam_height: float = 1.302  # fitted
+    cam_pitch_deg: float = 0.1521  # fitted (the horizon is at mid-height of the image)
+    fov_deg: float = 46.72  # vertical = horizontal field of view, fitted
+    room_back: float = 6.128  # fitted (room corner)
+    room_side: float = 6.04  # fitted (room corner)
+    wall_height: float = 3.447  # fitted (sky/wall edge)
+    sky_rgb: tuple[float, float, float] = (0.610, 0.884, 0.936)  # measured mean
+    ambient: float = 0.3814  # fitted (the floor in the object's shadow)
+    head_diffuse: float = 0.6138  # fitted (walls facing the camera vs side walls)
+    light_pos: tuple[float, float, float] = (-4.007, 25.46, -7.586)  # fitted (shadows)
+    light_diffuse: float = 0.5877  # fitted
+    specular: float = 0.2154  # fitted
     shininess_squarings: int = 5  # Blinn-Phong exponent 2**5 = 32 (exact repeated squaring)
-    cube_half: float = 0.6356
-    cylinder_radius: float = 0.6356
-    cylinder_height: float = 1.462
-    sphere_radius: float = 0.7488
-    capsule_radius: float = 0.5902
-    capsule_height: float = 2.3
+    cube_half: float = 0.6356  # fitted: cube half width (height = 2 * cube_half)
+    cylinder_radius: float = 0.6356  # = cube_half (not in the frames)
+    cylinder_height: float = 1.462  # = 2.3 * cube_half (not in the frames)
+    sphere_radius: float = 0.7488  # fitted
+    capsule_radius: float = 0.5902  # fitted
+    capsule_height: float = 2.3  # fitted: total height, both hemispherical ends included
 
 
 SCENE = Scene()
@@ -350,11 +358,6 @@ def render_geometry(
         tb, _ = _hit_object(start, ldir[room], shp[room], scl[room], scene)
         vis[room] = np.where(tb < dist[room], 0.0, 1.0)
     ndotl = np.maximum(_dot(nrm, ldir), 0.0)
-    cos_down = ldir[:, 1]  # cosine of the angle between straight down and light -> point
-    spot = np.where(cos_down > math.cos(math.radians(scene.spot_cutoff_deg)), 1.0, 0.0)
-    for _ in range(scene.spot_exponent):
-        spot = spot * cos_down
-    vis = vis * spot
     ndoth = np.maximum(-_dot(nrm, fwd), 0.0)  # headlight: shines along the view direction
     shade = scene.ambient + scene.head_diffuse * ndoth + scene.light_diffuse * ndotl * vis
     # Blinn-Phong highlight of the point light on the object (white)
