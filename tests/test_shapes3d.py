@@ -68,18 +68,26 @@ def _hue(pixel):
 
 
 def test_hues_colour_their_own_surface(data):
-    """Floor hue changes only the floor, wall hue only the wall, with the official HSV hue."""
+    """Floor hue changes only the floor, wall hue only the wall, with the official HSV hue;
+    the sky band across the top is the same light blue whatever the hues."""
     base = data.images_uint8([BASE])[0].astype(int)
     floor = data.images_uint8([_with(0, 6)])[0].astype(int)
     wall = data.images_uint8([_with(1, 1)])[0].astype(int)
     obj = data.images_uint8([_with(2, 3)])[0].astype(int)
-    top, bottom = (slice(None), slice(0, 3)), (slice(None), slice(61, 64))
-    assert np.array_equal(base[top], floor[top]) and not np.array_equal(base[bottom], floor[bottom])
-    assert np.array_equal(base[bottom], wall[bottom]) and not np.array_equal(base[top], wall[top])
-    assert np.array_equal(base[top], obj[top]) and np.array_equal(base[bottom], obj[bottom])
+    sky, band = (slice(None), slice(0, 3)), (slice(None), slice(22, 25), slice(0, 8))
+    bottom = (slice(None), slice(61, 64))
+    for x in (floor, wall, obj):
+        assert np.array_equal(base[sky], x[sky])
+    assert np.array_equal(base[band], floor[band]) and not np.array_equal(base[bottom],
+                                                                          floor[bottom])
+    assert np.array_equal(base[bottom], wall[bottom]) and not np.array_equal(base[band],
+                                                                             wall[band])
+    assert np.array_equal(base[band], obj[band]) and np.array_equal(base[bottom], obj[bottom])
     assert not np.array_equal(base, obj)
     assert _hue(floor[:, 62, 32]) == pytest.approx(0.6, abs=0.01)
-    assert _hue(wall[:, 1, 32]) == pytest.approx(0.1, abs=0.01)
+    assert _hue(wall[:, 23, 2]) == pytest.approx(0.1, abs=0.01)
+    r, g, b = base[:, 1, 32]  # light blue sky: blue brightest, then green, then red
+    assert b > g > r > 100
     # full saturation: the smallest channel of a lit floor pixel is 0
     assert floor[:, 62, 32].min() == 0 and floor[:, 62, 32].max() > 150
 
@@ -181,7 +189,8 @@ def test_geometry_cache_is_shared_and_kept_on_disk(tmp_path, monkeypatch):
 
     def fake_render(shape, scale, orientation, supersample=2):
         calls.append(len(shape))
-        return np.full((len(shape), 4, 64, 64), 0.25, np.float32) * (1 + shape[:, None, None, None])
+        maps = np.full((len(shape), s3.N_MAPS, 64, 64), 0.25, np.float32)
+        return maps * (1 + shape[:, None, None, None])
 
     monkeypatch.setattr(s3, "render_geometry", fake_render)
     d = s3.Shapes3D(supersample=1, cache_dir=tmp_path, precompute=True)

@@ -1,6 +1,6 @@
 """Shapes3D (3dshapes): the official ``3dshapes.h5`` loader and a procedural renderer.
 
-Factors (C order of the official file, REFERENCE.md §2.2):
+Factors (C order of the official file, as the deepmind/3d-shapes README lists them):
 
 =============  ======  ==================================================================
 factor         values  official label values
@@ -20,22 +20,24 @@ Observations are RGB images ``(3, 64, 64)``.
   https://github.com/deepmind/3d-shapes). A smaller file on a sub-grid is accepted: the grid
   is deduced from ``labels``.
 * ``dislab.data.load("shapes3d")`` renders the images procedurally on the same grid: a
-  vectorised numpy ray caster of a room (floor, back and side walls) with the object standing
-  on the floor, lit by a directional light (ambient + Lambert + a little specular, soft shadow),
-  seen by a camera that orbits the object. It is not pixel-identical to the real set (which
-  was rendered with MuJoCo) but has the same factors, layout and colours.
+  vectorised numpy ray caster of the official scene (sky band, walls with their corner, floor,
+  the object at the centre), with the scene constants of :class:`Scene` fitted to real
+  official frames (the animation in the deepmind/3d-shapes README). It is not pixel-identical
+  to the real set (rendered with MuJoCo, with a faint wall texture) but matches its layout,
+  sizes, colours and shading closely; ``docs/data.md`` gives the PSNR per frame and
+  ``benchmarks/shapes3d_fidelity.py`` measures it.
 * :func:`render_to_file` writes the procedural images in the official h5 format (full grid or
   a sub-grid); the loader reads them back identically. The data CLI
   (``dislab data render shapes3d --out FILE.h5``) calls ``render_to_file(path, **options)``.
 
 Speed: the image of a factor vector is ``sum_s shading_s(geometry) * colour_s(hue)`` over the
-surfaces floor, wall, object (+ white specular), where the geometry is (shape, scale,
-orientation): only 4 x 8 x 15 = 480 shading maps exist. With ``cache="geometry"`` (default)
-each map is ray-cast once, on first use (``precompute=True`` does all 480 up front, about
-10 s; the maps are shared by every instance in the process and, with ``cache_dir=``, kept on
-disk), and every later image is a cheap colourisation (~10,000 images/s on one core; see
-``benchmarks/shapes3d_render.py``). ``cache="none"`` ray-casts every image (~30-60 images/s).
-Both give bit-identical images.
+surfaces floor, wall, object (+ white highlight and the fixed sky colour), where the
+geometry is (shape, scale, orientation): only 4 x 8 x 15 = 480 shading maps exist. With
+``cache="geometry"`` (default) each map is ray-cast once, on first use (``precompute=True``
+does all 480 up front; the maps are shared by every instance in the process and, with
+``cache_dir=``, kept on disk), and every later image is a cheap colourisation
+(``benchmarks/shapes3d_render.py`` measures both; figures in ``docs/data.md``).
+``cache="none"`` ray-casts every image. Both give bit-identical images.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import colorsys
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,7 +57,9 @@ __all__ = [
     "FACTOR_NAMES",
     "FACTOR_SIZES",
     "FACTOR_VALUES",
+    "SCENE",
     "SHAPE_NAMES",
+    "Scene",
     "Shapes3D",
     "Shapes3DFile",
     "render_geometry",
@@ -76,18 +81,57 @@ FACTOR_VALUES: tuple[np.ndarray, ...] = (
 IMAGE_SIZE = 64
 
 # -- scene (world: y up, object standing on the floor y = 0 at the origin) -------------------
-_ROOM_HALF = 4.0  # back wall at z = -4, side walls at x = +-4
-_CAM_DIST = 5.0  # camera distance from the object's vertical axis
-_CAM_HEIGHT = 2.2
-_LOOK_AT = np.array([0.0, 1.0, 0.0])
-_FOV_DEG = 36.0
-_LIGHT = np.array([-0.4, 1.0, 0.9])
-_LIGHT = _LIGHT / np.linalg.norm(_LIGHT)
-_AMBIENT = 0.42
-_DIFFUSE = 0.6
-_SPECULAR = 0.25  # object only, white
-_SHININESS_SQUARINGS = 5  # exponent 2**5 = 32, by repeated squaring (exact, batch-independent)
-_SOFT_SHADOW = 0.06  # spread of the jittered light directions (radians, roughly)
+@dataclass(frozen=True)
+class Scene:
+    """Every constant of the procedural scene (world: y up, the object on the floor y = 0 at
+    the origin; lengths in the units of the object sizes at scale 1).
+
+    The camera orbits the object's vertical axis (``orientation`` = azimuth; 0 deg looks along
+    -z at the back wall) at distance ``cam_dist`` and height ``cam_height``, looking
+    horizontally (``cam_pitch_deg`` down). The room: floor ``y = 0``, back wall
+    ``z = -room_back``, side walls ``x = +-room_side``, all walls ``wall_height`` high, a
+    uniform sky above. Object sizes are multiplied by the scale value (0.75..1.25). Lighting,
+    after MuJoCo's model (the official set was rendered with MuJoCo): ``ambient`` + a
+    headlight shining along the view (``head_diffuse``) + a point light (``light_diffuse``,
+    Lambert, hard shadow of the object on floor and walls) that moves with the camera:
+    ``light_pos`` is its position when the azimuth is 0 (so shadows keep their direction in
+    the image, as in the official frames); a white Blinn-Phong highlight on the object.
+
+    Where the values come from: the 27 official frames of the deepmind/3d-shapes README's
+    animation (see ``docs/data.md``, "How close the renderer is"). The room corner's image
+    position over the orientation sweep gave ``room_side``/``room_back`` relative to
+    ``cam_dist`` and the field of view; the rows of the sky/wall and wall/floor edges gave
+    ``cam_height`` and ``wall_height``; object sizes came from the objects' extents; then all
+    of them and the lighting were refined together by minimising the mean squared error of
+    the rendered frames (``benchmarks/shapes3d_fit.py``). ``sky_rgb`` is the frames' mean sky
+    colour. The cylinder is not in the frames: it is as wide as the cube and 1.15x as tall as
+    wide (the README's sample grid).
+    """
+
+    cam_dist: float = 4.845  # the length unit is fixed by this choice; fitted below
+    cam_height: float = 1.302  # fitted
+    cam_pitch_deg: float = 0.1521  # fitted (the horizon is at mid-height of the image)
+    fov_deg: float = 46.72  # vertical = horizontal field of view, fitted
+    room_back: float = 6.128  # fitted (room corner)
+    room_side: float = 6.04  # fitted (room corner)
+    wall_height: float = 3.447  # fitted (sky/wall edge)
+    sky_rgb: tuple[float, float, float] = (0.610, 0.884, 0.936)  # measured mean
+    ambient: float = 0.3814  # fitted (the floor in the object's shadow)
+    head_diffuse: float = 0.6138  # fitted (walls facing the camera vs side walls)
+    light_pos: tuple[float, float, float] = (-4.007, 25.46, -7.586)  # fitted (shadows)
+    light_diffuse: float = 0.5877  # fitted
+    specular: float = 0.2154  # fitted
+    shininess_squarings: int = 5  # Blinn-Phong exponent 2**5 = 32 (exact repeated squaring)
+    cube_half: float = 0.6356  # fitted: cube half width (height = 2 * cube_half)
+    cylinder_radius: float = 0.6356  # = cube_half (not in the frames)
+    cylinder_height: float = 1.462  # = 2.3 * cube_half (not in the frames)
+    sphere_radius: float = 0.7488  # fitted
+    capsule_radius: float = 0.5902  # fitted
+    capsule_height: float = 2.3  # fitted: total height, both hemispherical ends included
+
+
+SCENE = Scene()
+N_MAPS = 5  # shading maps per geometry: floor, wall, object, white highlight, sky
 _EPS = 1e-6
 
 
@@ -98,35 +142,17 @@ def _hue_rgb(h: float) -> np.ndarray:
 _HUE_RGB = np.stack([_hue_rgb(h) for h in FACTOR_VALUES[0]])  # (10, 3)
 
 
-def _light_samples() -> np.ndarray:
-    """Deterministic jittered light directions for the soft shadow, ``(5, 3)``."""
-    up = np.array([0.0, 1.0, 0.0])
-    a = np.cross(_LIGHT, up)
-    a /= np.linalg.norm(a)
-    b = np.cross(_LIGHT, a)
-    out = [_LIGHT]
-    for da, db in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-        v = _LIGHT + _SOFT_SHADOW * (da * a + db * b)
-        out.append(v / np.linalg.norm(v))
-    return np.stack(out)
-
-
-_LIGHTS = _light_samples()
-
-
 # -- analytic ray / object intersections (all arrays (M, 3) or (M,)) ----------------------------
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
-_RADIUS = np.array([0.55, 0.5, 0.62, 0.42])  # cube half width, cylinder, sphere, capsule radius
-_HEIGHT = np.array([1.1, 1.15, 1.24, 1.55])
-
-
-def _shape_dims(shape: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Radius (half width) and height of each object from its shape id and scale."""
-    radius = _RADIUS[shape] * s
-    height = _HEIGHT[shape] * s
+def _shape_dims(shape: np.ndarray, s: np.ndarray, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Radius (half width) and height of each object from its shape id and scale value."""
+    radius = np.array([scene.cube_half, scene.cylinder_radius, scene.sphere_radius,
+                       scene.capsule_radius])[shape] * s
+    height = np.array([2.0 * scene.cube_half, scene.cylinder_height, 2.0 * scene.sphere_radius,
+                       scene.capsule_height])[shape] * s
     return radius, height
 
 
@@ -200,11 +226,13 @@ def _closest(*hits):
     return t, n
 
 
-def _hit_object(o: np.ndarray, d: np.ndarray, shape: np.ndarray, s: np.ndarray):
+
+
+def _hit_object(o: np.ndarray, d: np.ndarray, shape: np.ndarray, s: np.ndarray, scene: Scene):
     """Nearest hit ``t`` (inf = miss) and unit normal of each ray with its own object."""
     t = np.full(o.shape[0], np.inf)
     n = np.zeros_like(o)
-    radius, height = _shape_dims(shape, s)
+    radius, height = _shape_dims(shape, s, scene)
     # cull with the bounding sphere first: exact tests only for rays that may hit
     bound2 = radius * radius * 2.0 + height * height / 4.0
     bt, _ = _hit_sphere(o, d, height / 2.0, np.sqrt(bound2))
@@ -233,8 +261,8 @@ def _hit_object(o: np.ndarray, d: np.ndarray, shape: np.ndarray, s: np.ndarray):
     return t, n
 
 
-def _hit_room(o: np.ndarray, d: np.ndarray):
-    """Nearest room surface: ``t``, normal and ``is_floor`` of each ray (walls otherwise)."""
+def _hit_room(o: np.ndarray, d: np.ndarray, scene: Scene):
+    """Nearest room surface of each ray: ``t``, normal and kind (0 floor, 1 wall, 2 sky)."""
     big = 1e9
 
     def plane(num, den, cond):
@@ -243,28 +271,32 @@ def _hit_room(o: np.ndarray, d: np.ndarray):
         return np.where(cond & (t > _EPS), t, big)
 
     t_floor = plane(-o[:, 1], d[:, 1], d[:, 1] < 0)
-    t_back = plane(-_ROOM_HALF - o[:, 2], d[:, 2], d[:, 2] < 0)
-    t_left = plane(-_ROOM_HALF - o[:, 0], d[:, 0], d[:, 0] < 0)
-    t_right = plane(_ROOM_HALF - o[:, 0], d[:, 0], d[:, 0] > 0)
+    t_back = plane(-scene.room_back - o[:, 2], d[:, 2], d[:, 2] < 0)
+    t_left = plane(-scene.room_side - o[:, 0], d[:, 0], d[:, 0] < 0)
+    t_right = plane(scene.room_side - o[:, 0], d[:, 0], d[:, 0] > 0)
     ts = np.stack([t_floor, t_back, t_left, t_right], axis=1)
     which = ts.argmin(axis=1)
     t = ts[np.arange(len(which)), which]
     normals = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
-    return t, normals[which], which == 0
+    kind = np.where(which == 0, 0, 1)
+    y = o[:, 1] + np.where(t < big, t, 0.0) * d[:, 1]
+    kind = np.where((t >= big) | ((kind == 1) & (y > scene.wall_height)), 2, kind)
+    return t, normals[which], kind
 
 
-def _camera(azimuth_deg: np.ndarray):
+def _camera(azimuth_deg: np.ndarray, scene: Scene):
     """Camera origins ``(n, 3)`` and bases (right, up, forward) ``(n, 3, 3)``."""
-    a = np.deg2rad(np.asarray(azimuth_deg, dtype=np.float64))
-    origin = np.stack([_CAM_DIST * np.sin(a), np.full_like(a, _CAM_HEIGHT), _CAM_DIST * np.cos(a)],
-                      axis=1)
-    fwd = _LOOK_AT[None, :] - origin
-    fwd /= np.sqrt(_dot(fwd, fwd))[:, None]
-    up0 = np.array([0.0, 1.0, 0.0])
-    right = np.cross(fwd, up0)
-    right /= np.sqrt(_dot(right, right))[:, None]
-    up = np.cross(right, fwd)
-    return origin, np.stack([right, up, fwd], axis=1)
+    p = math.radians(scene.cam_pitch_deg)
+    origin, basis = [], []
+    for az in np.asarray(azimuth_deg, dtype=np.float64).reshape(-1).tolist():
+        a = math.radians(az)
+        sa, ca = math.sin(a), math.cos(a)
+        origin.append([scene.cam_dist * sa, scene.cam_height, scene.cam_dist * ca])
+        fwd = [-sa * math.cos(p), -math.sin(p), -ca * math.cos(p)]
+        right = [ca, 0.0, -sa]
+        up = np.cross(right, fwd)
+        basis.append([right, up.tolist(), fwd])
+    return np.array(origin).reshape(-1, 3), np.array(basis).reshape(-1, 3, 3)
 
 
 def render_geometry(
@@ -273,21 +305,22 @@ def render_geometry(
     orientation: np.ndarray,
     size: int = IMAGE_SIZE,
     supersample: int = 2,
+    scene: Scene = SCENE,
 ) -> np.ndarray:
-    """Ray-cast the shading maps of ``n`` geometries: ``(n, 4, size, size)`` float32.
+    """Ray-cast the shading maps of ``n`` geometries: ``(n, N_MAPS, size, size)`` float32.
 
     ``shape`` (n,) int in 0..3, ``scale`` (n,) the scale *value* (0.75..1.25), ``orientation``
-    (n,) the azimuth in degrees. The 4 maps weight the floor colour, the wall colour, the
-    object colour and white (specular); an image is ``sum_s map_s * colour_s``. Each pixel
-    averages ``supersample**2`` rays (anti-aliasing).
+    (n,) the azimuth in degrees. The 5 maps weight the floor colour, the wall colour, the
+    object colour, white (highlight) and the sky colour; an image is ``sum_s map_s * colour_s``
+    (clipped to 1). Each pixel averages ``supersample**2`` rays (anti-aliasing).
     """
     shape = np.asarray(shape, dtype=np.int64).reshape(-1)
     scale = np.asarray(scale, dtype=np.float64).reshape(-1)
     n = shape.shape[0]
     ss = int(supersample)
     res = size * ss
-    origin, basis = _camera(np.asarray(orientation, dtype=np.float64).reshape(-1))
-    half = math.tan(math.radians(_FOV_DEG) / 2.0)
+    origin, basis = _camera(np.asarray(orientation, dtype=np.float64).reshape(-1), scene)
+    half = math.tan(math.radians(scene.fov_deg) / 2.0)
     coords = (np.arange(res, dtype=np.float64) + 0.5) / res * 2.0 - 1.0
     px = np.broadcast_to(coords[None, :] * half, (res, res)).reshape(-1)
     py = np.broadcast_to(-coords[:, None] * half, (res, res)).reshape(-1)
@@ -297,54 +330,52 @@ def render_geometry(
          + basis[:, None, 2, :]).reshape(-1, 3)
     d = d / np.sqrt(_dot(d, d))[:, None]
     o = np.repeat(origin, p, axis=0)
+    fwd = np.repeat(basis[:, 2, :], p, axis=0)
     shp = np.repeat(shape, p)
     scl = np.repeat(scale, p)
 
-    t_obj, n_obj = _hit_object(o, d, shp, scl)
-    t_room, n_room, is_floor = _hit_room(o, d)
+    t_obj, n_obj = _hit_object(o, d, shp, scl, scene)
+    t_room, n_room, kind = _hit_room(o, d, scene)
     on_obj = t_obj < t_room
-    t = np.where(on_obj, t_obj, t_room)
+    kind = np.where(on_obj, 3, kind)  # 0 floor, 1 wall, 2 sky, 3 object
+    t = np.where(on_obj, t_obj, np.where(kind == 2, 0.0, t_room))
     nrm = np.where(on_obj[:, None], n_obj, n_room)
     hit = o + t[:, None] * d
 
-    # soft shadow on the room: fraction of jittered light directions not blocked by the object
+    # the light moves with the camera: light_pos is its place when the azimuth is 0
+    az = [math.radians(a) for a in np.asarray(orientation, dtype=np.float64).reshape(-1).tolist()]
+    lx, ly, lz = scene.light_pos
+    light = np.array([[lx * math.cos(a) + lz * math.sin(a), ly,
+                       -lx * math.sin(a) + lz * math.cos(a)] for a in az]).reshape(-1, 3)
+    to_light = np.repeat(light, p, axis=0) - hit
+    dist = np.sqrt(_dot(to_light, to_light))
+    ldir = to_light / dist[:, None]
+    # hard shadow of the object on the room (floor and walls)
     vis = np.ones(o.shape[0])
-    room = np.flatnonzero(~on_obj)
-    if room.size:
-        # keep only points whose light ray passes near the object's bounding sphere (with a
-        # margin for the jittered directions); the rest are lit by every light sample
-        r_b, h_b = _shape_dims(shp[room], scl[room])
-        w = -hit[room]
-        w[:, 1] += h_b / 2.0
-        ww = _dot(w, w)
-        proj = np.maximum(_dot(w, np.broadcast_to(_LIGHT, w.shape)), 0.0)
-        reach = np.sqrt(2.0 * r_b * r_b + h_b * h_b / 4.0) + 0.15 * np.sqrt(ww)
-        room = room[ww - proj * proj <= reach * reach]
+    room = np.flatnonzero((kind == 0) | (kind == 1))
     if room.size:
         start = hit[room] + 1e-4 * nrm[room]
-        blocked = np.zeros(room.size)
-        for light in _LIGHTS:
-            dl = np.broadcast_to(light, start.shape)
-            tb, _ = _hit_object(start, dl, shp[room], scl[room])
-            blocked += np.isfinite(tb)
-        vis[room] = 1.0 - blocked / len(_LIGHTS)
-    ndotl = np.maximum(_dot(nrm, np.broadcast_to(_LIGHT, nrm.shape)), 0.0)
-    shade = _AMBIENT + _DIFFUSE * ndotl * vis
-    # Blinn-Phong highlight on the object (white)
-    hv = _LIGHT[None, :] - d
+        tb, _ = _hit_object(start, ldir[room], shp[room], scl[room], scene)
+        vis[room] = np.where(tb < dist[room], 0.0, 1.0)
+    ndotl = np.maximum(_dot(nrm, ldir), 0.0)
+    ndoth = np.maximum(-_dot(nrm, fwd), 0.0)  # headlight: shines along the view direction
+    shade = scene.ambient + scene.head_diffuse * ndoth + scene.light_diffuse * ndotl * vis
+    # Blinn-Phong highlight of the point light on the object (white)
+    hv = ldir - d
     hv = hv / np.sqrt(_dot(hv, hv))[:, None]
     spec = np.maximum(_dot(nrm, hv), 0.0)
-    for _ in range(_SHININESS_SQUARINGS):
+    for _ in range(scene.shininess_squarings):
         spec = spec * spec
-    spec = np.where(on_obj, _SPECULAR * spec, 0.0)
+    spec = np.where(on_obj & (ndotl > 0), scene.specular * spec, 0.0)
 
-    maps = np.zeros((4, n * p))
-    maps[0] = np.where(~on_obj & is_floor, shade, 0.0)
-    maps[1] = np.where(~on_obj & ~is_floor, shade, 0.0)
-    maps[2] = np.where(on_obj, shade, 0.0)
+    maps = np.zeros((N_MAPS, n * p))
+    maps[0] = np.where(kind == 0, shade, 0.0)
+    maps[1] = np.where(kind == 1, shade, 0.0)
+    maps[2] = np.where(kind == 3, shade, 0.0)
     maps[3] = spec
-    maps = maps.reshape(4, n, size, ss, size, ss)
-    acc = np.zeros((4, n, size, size))
+    maps[4] = np.where(kind == 2, 1.0, 0.0)
+    maps = maps.reshape(N_MAPS, n, size, ss, size, ss)
+    acc = np.zeros((N_MAPS, n, size, size))
     for i in range(ss):  # explicit sum: same result whatever the batch
         for j in range(ss):
             acc = acc + maps[:, :, :, i, :, j]
@@ -353,14 +384,23 @@ def render_geometry(
 
 
 def _colourise(
-    maps: np.ndarray, floor: np.ndarray, wall: np.ndarray, obj: np.ndarray
+    maps: np.ndarray, floor: np.ndarray, wall: np.ndarray, obj: np.ndarray,
+    scene: Scene = SCENE,
 ) -> np.ndarray:
-    """uint8 images ``(n, 3, H, W)`` from shading maps ``(n, 4, H, W)`` and hue ids ``(n,)``."""
-    cf = _HUE_RGB[floor][:, :, None, None]
-    cw = _HUE_RGB[wall][:, :, None, None]
-    co = _HUE_RGB[obj][:, :, None, None]
-    img = (maps[:, 0:1] * cf + maps[:, 1:2] * cw) + (maps[:, 2:3] * co + maps[:, 3:4])
-    img *= np.float32(255.0)
+    """uint8 images ``(n, 3, H, W)`` from shading maps ``(n, N_MAPS, H, W)`` and hue ids.
+
+    Each image is its ``(3, N_MAPS)`` matrix of surface colours (floor, wall and object hue,
+    white, sky) times its maps: one small matrix product per image, clipped to 0..255.
+    """
+    n = maps.shape[0]
+    colours = np.empty((n, 3, N_MAPS), np.float32)
+    colours[:, :, 0] = _HUE_RGB[floor]
+    colours[:, :, 1] = _HUE_RGB[wall]
+    colours[:, :, 2] = _HUE_RGB[obj]
+    colours[:, :, 3] = 1.0
+    colours[:, :, 4] = np.asarray(scene.sky_rgb, dtype=np.float32)
+    colours *= np.float32(255.0)
+    img = np.matmul(colours, maps.reshape(n, N_MAPS, -1)).reshape(n, 3, *maps.shape[2:])
     np.clip(img, 0.0, 255.0, out=img)
     return np.rint(img, out=img).astype(np.uint8)
 
@@ -369,9 +409,7 @@ def _scene_key() -> str:
     """Short hash of every scene constant: names the on-disk cache of shading maps."""
     import hashlib
 
-    consts = (_ROOM_HALF, _CAM_DIST, _CAM_HEIGHT, tuple(_LOOK_AT), _FOV_DEG, tuple(_LIGHT),
-              _AMBIENT, _DIFFUSE, _SPECULAR, _SHININESS_SQUARINGS, _SOFT_SHADOW,
-              tuple(_RADIUS), tuple(_HEIGHT), IMAGE_SIZE, 1)
+    consts = (repr(SCENE), N_MAPS, IMAGE_SIZE, 2)
     return hashlib.sha1(repr(consts).encode()).hexdigest()[:12]
 
 
@@ -381,7 +419,7 @@ class _GeometryCache:
     def __init__(self, supersample: int) -> None:
         n_geo = FACTOR_SIZES[3] * FACTOR_SIZES[4] * FACTOR_SIZES[5]
         self.supersample = supersample
-        self.maps = np.zeros((n_geo, 4, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        self.maps = np.zeros((n_geo, N_MAPS, IMAGE_SIZE, IMAGE_SIZE), np.float32)
         self.have = np.zeros(n_geo, dtype=bool)
 
     def _file(self, cache_dir: str) -> str:
