@@ -185,6 +185,12 @@ def test_scoring_a_failed_run_warns_and_says_so(tmp_path: Path) -> None:
     assert rec["run_status"]["status"] == "failed"
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["run_status"]["error"] == "loss became nan at step 2"
+    status.update(status="interrupted", error=None)  # Ctrl-C or a killed process
+    (run / "status.json").write_text(json.dumps(status))
+    with pytest.warns(UserWarning, match="training interrupted.*last saved weights"):
+        rec = evaluate_run(run, metrics="mig", params={"mig": {"num_train": 8}},
+                           device="cpu", progress=False)
+    assert rec["run_status"]["status"] == "interrupted"
     status["status"] = "done"
     (run / "status.json").write_text(json.dumps(status))
     with warnings.catch_warnings():

@@ -36,7 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "HTML report of a trained run (reconstructions, traversals, metrics)"),
     "traverse": ("dislab.viz.cli", "latent traversal image (or GIF) of a trained run"),
     "analyze": ("dislab.viz.cli",
-                "analyses across runs (Do & Tran 2020): effective factors, latent order"),
+                "analyses across runs: effective factors, latent order (Do & Tran 2020), "
+                "UDR (Duan et al. 2020)"),
 }
 
 

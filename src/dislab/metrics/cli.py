@@ -58,8 +58,9 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"codes: {codes.get('rows_encoded', 0):,} encoded, {codes.get('rows_reused', 0):,} "
           f"reused of {codes.get('grid_points', 0):,})")
     if "run_status" in record:
-        print(f"note: this run failed (step {record['run_status'].get('step')}); the scores "
-              "are of its last good weights (recorded in metrics.json as run_status)")
+        rs = record["run_status"]
+        print(f"note: this run {rs.get('status')} (step {rs.get('step')}); the scores are of "
+              "its last saved weights (recorded in metrics.json as run_status)")
     return 0
 
 

@@ -396,16 +396,20 @@ def evaluate_run(
 
 
 def _run_status(run_dir: Path) -> dict[str, Any] | None:
-    """The run's ``status.json`` when it says the run failed (with a warning), else None."""
+    """The run's ``status.json`` when it says the run failed or was interrupted (with a
+    warning), else None."""
     try:
         status = json.loads((run_dir / "status.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(status, dict) or status.get("status") != "failed":
+    state = status.get("status") if isinstance(status, dict) else None
+    if state not in ("failed", "interrupted"):
         return None
-    error = status.get("error") or "no error recorded"
+    error = status.get("error") or ("stopped before its last step" if state == "interrupted"
+                                    else "no error recorded")
     warnings.warn(
-        f"{run_dir}: training failed at step {status.get('step')} ({error}); scoring the "
-        "last good weights. metrics.json records this as run_status.", UserWarning,
+        f"{run_dir}: training {state} at step {status.get('step')} ({error}); scoring the "
+        f"last {'good' if state == 'failed' else 'saved'} weights. metrics.json records this "
+        "as run_status.", UserWarning,
         stacklevel=3)
-    return {"status": "failed", "step": status.get("step"), "error": error}
+    return {"status": state, "step": status.get("step"), "error": error}

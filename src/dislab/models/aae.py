@@ -103,6 +103,7 @@ class AAE(_AdversarialMixin, VAE):
             "dislab", "'dislab' or 'dotran' (Do & Tran's one-logit discriminator, N(0, 0.02) "
             "initialisation, losses and update order; with disc_layers=5, disc_beta2=0.99 and "
             "beta2=0.99 their whole setup)", "dislab; clarken92/DisentanglementMetrics (dotran)",
+            choices=("dislab", "dotran"),
         ),
         **DISC_HPARAMS,
     }
