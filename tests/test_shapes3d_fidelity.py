@@ -10,44 +10,25 @@ the scale value, 0.82 to 1.25). Skipped when the shared folder is absent.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from dislab.data import shapes3d as s3
+from dislab.data.fidelity import SHAPES3D_GIF_FACTORS, box_downsample, shapes3d_gif_factors
+from dislab.data.fidelity import main as fidelity_main
 from shared_data import require_shared
 
-# (floor_hue, wall_hue, object_hue, scale, shape, orientation) of each frame, in file order
-FRAME_FACTORS = np.array(
-    [(0, 6, 3, 0, 0, o) for o in range(0, 15, 2)]           # orientation sweep (cube)
-    + [(0, 6, 3, 0, 2, 14)]                                  # shape: sphere
-    + [(0, 6, 3, k, 3, 14) for k in (1, 3, 5, 7)]            # scale sweep (capsule)
-    + [(0, 6, h, 7, 3, 14) for h in (5, 7, 9, 1)]            # object hue
-    + [(0, w, 2, 7, 3, 14) for w in (7, 9, 1)]               # wall hue
-    + [(1, 5, 2, 7, 3, 14), (3, 5, 2, 7, 3, 14), (0, 3, 2, 7, 3, 14), (0, 5, 2, 7, 3, 14)]
-    + [(f, 5, 2, 7, 3, 14) for f in (5, 7, 9)]               # floor hue
-)
+FRAME_FACTORS = SHAPES3D_GIF_FACTORS  # in file order (the even frames 0..52)
 PSNR_TARGET = 20.0  # dB, issue 21's "done when"
-
-
-def _box_weights(n_in: int, n_out: int) -> np.ndarray:
-    """``(n_out, n_in)`` area weights of a box filter mapping ``n_in`` samples to ``n_out``."""
-    edges = np.arange(n_out + 1) * (n_in / n_out)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    px = np.arange(n_in)[None, :]
-    overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0.0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
 
 
 def official_frames_64() -> np.ndarray:
     """The frames without their 2-pixel frame, box-filtered to ``(27, 64, 64, 3)`` uint8."""
     with np.load(require_shared("reference_images/shapes3d_official_frames.npz")) as f:
-        imgs = f["imgs"].astype(np.float64)
-    inner = imgs[:, 2:-2, 2:-2]
-    wr = _box_weights(inner.shape[1], 64)
-    wc = _box_weights(inner.shape[2], 64)
-    out = np.einsum("ri,nijc->nrjc", wr, inner, optimize=True)
-    out = np.einsum("nrjc,sj->nrsc", out, wc, optimize=True)
-    return np.rint(out).astype(np.uint8)
+        inner = f["imgs"][:, 2:-2, 2:-2].astype(np.float64)
+    return np.rint(box_downsample(inner, 64)).astype(np.uint8)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -55,13 +36,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = a.astype(np.float64) - b.astype(np.float64)
     mse = (d * d).reshape(*d.shape[:-3], -1).mean(axis=-1)
     return 10.0 * np.log10(255.0**2 / np.maximum(mse, 1e-12))
-
-
-def test_box_weights_average_blocks():
-    w = _box_weights(6, 2)
-    assert np.allclose(w, [[1 / 3] * 3 + [0] * 3, [0] * 3 + [1 / 3] * 3])
-    w = _box_weights(7, 2)  # 3.5 samples per output: the middle one is split in half
-    assert np.allclose(w.sum(axis=1), 1) and np.isclose(w[0, 3], w[1, 3])
 
 
 def test_frame_factors_follow_the_sweep():
@@ -97,3 +71,14 @@ def test_every_frame_is_matched_by_its_own_factors(frames):
         best = int(np.argmax(score))
         assert np.array_equal(cands[best], f), (i, cands[best].tolist(), f.tolist())
         assert score[0] >= PSNR_TARGET, (i, float(score[0]))
+
+
+def test_fidelity_cli_scores_the_frames_at_their_factors(capsys):
+    path = require_shared("reference_images/shapes3d_official_frames.npz")
+    assert np.array_equal(shapes3d_gif_factors([0, 16, 52]), FRAME_FACTORS[[0, 8, 26]])
+    rc = fidelity_main(["--data", "shapes3d", "--frames", str(path), "--factors",
+                        "shapes3d-gif", "--crop", "2", "--search", "none", "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["frames"] == 27 and summary["known"]["min"] >= PSNR_TARGET

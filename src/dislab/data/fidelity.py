@@ -14,6 +14,8 @@ the known (or estimated) factors. Command line::
 
     python -m dislab.data.fidelity --data dsprites \\
         --frames shared/reference_images/dsprites_official_frames.npz --factors dsprites-gif
+    python -m dislab.data.fidelity --data shapes3d --crop 2 --search none \\
+        --frames shared/reference_images/shapes3d_official_frames.npz --factors shapes3d-gif
 
 Python::
 
@@ -47,6 +49,8 @@ __all__ = [
     "best_match",
     "estimate_dsprites_position",
     "dsprites_gif_factors",
+    "SHAPES3D_GIF_FACTORS",
+    "shapes3d_gif_factors",
     "evaluate",
     "summary",
     "side_by_side",
@@ -266,6 +270,34 @@ def dsprites_gif_factors(frame_numbers: Sequence[int]) -> np.ndarray:
     return np.asarray(seq, dtype=np.int64)[fn]
 
 
+#: (floor_hue, wall_hue, object_hue, scale, shape, orientation) classes of the even frames
+#: 0, 2, ..., 52 of the animation in deepmind/3d-shapes' README, read off the frames: hues are
+#: exact multiples of 0.1 in HSV; orientation steps by two grid positions (frames 0..14); the
+#: shape sweep shows the sphere (frame 16), the capsule's scale sweep scales 1, 3, 5, 7. Where
+#: the skipped odd frame changed another factor, two factors differ between stored frames.
+SHAPES3D_GIF_FACTORS = np.array(
+    [(0, 6, 3, 0, 0, o) for o in range(0, 15, 2)]           # orientation sweep (cube)
+    + [(0, 6, 3, 0, 2, 14)]                                  # shape: sphere
+    + [(0, 6, 3, k, 3, 14) for k in (1, 3, 5, 7)]            # scale sweep (capsule)
+    + [(0, 6, h, 7, 3, 14) for h in (5, 7, 9, 1)]            # object hue
+    + [(0, w, 2, 7, 3, 14) for w in (7, 9, 1)]               # wall hue
+    + [(1, 5, 2, 7, 3, 14), (3, 5, 2, 7, 3, 14), (0, 3, 2, 7, 3, 14), (0, 5, 2, 7, 3, 14)]
+    + [(f, 5, 2, 7, 3, 14) for f in (5, 7, 9)],              # floor hue
+    dtype=np.int64,
+)
+
+
+def shapes3d_gif_factors(frame_numbers: Sequence[int]) -> np.ndarray:
+    """Official classes ``(n, 6)`` of the even frames ``0, 2, ..., 52`` of deepmind/3d-shapes'
+    README animation (:data:`SHAPES3D_GIF_FACTORS`); the odd frames are not identified."""
+    fn = np.asarray(frame_numbers, dtype=np.int64).reshape(-1)
+    last = 2 * (len(SHAPES3D_GIF_FACTORS) - 1)
+    if fn.size and (fn.min() < 0 or fn.max() > last or np.any(fn % 2)):
+        raise DataError(f"the Shapes3D animation's identified frames are 0, 2, ..., {last}; got "
+                        f"{fn.tolist()}.")
+    return SHAPES3D_GIF_FACTORS[fn // 2]
+
+
 def _same_picture(data: GroundTruthData, i: int, j: int) -> bool:
     return bool(np.array_equal(render_frames(data, [i]), render_frames(data, [j])))
 
@@ -412,11 +444,15 @@ def _read_frames(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
 
 
 def _read_factors(spec: str, frame_numbers: np.ndarray | None, n: int) -> np.ndarray:
-    if spec == "dsprites-gif":
-        fn = np.arange(n) if frame_numbers is None else frame_numbers
-        return dsprites_gif_factors(fn)
+    if spec in ("dsprites-gif", "shapes3d-gif"):
+        if spec == "dsprites-gif":
+            fn = np.arange(n) if frame_numbers is None else frame_numbers
+            return dsprites_gif_factors(fn)
+        fn = 2 * np.arange(n) if frame_numbers is None else frame_numbers
+        return shapes3d_gif_factors(fn)
     if not os.path.exists(spec):
-        raise DataError(f"--factors: {spec} is neither 'dsprites-gif' nor an existing file.")
+        raise DataError(f"--factors: {spec} is neither 'dsprites-gif', 'shapes3d-gif' nor an "
+                        "existing file.")
     if spec.endswith(".npy"):
         arr = np.load(spec, allow_pickle=False)
     elif spec.endswith(".json"):
@@ -442,8 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "'factors' (n,K) classes")
     p.add_argument("--factors", default=None,
                    help="factor classes of the frames: 'dsprites-gif' (frame numbers of "
-                   "deepmind/dsprites-dataset's dsprites.gif), or a .npy/.json/.csv (n,K) "
+                   "deepmind/dsprites-dataset's dsprites.gif), 'shapes3d-gif' (even frames of "
+                   "deepmind/3d-shapes' README animation), or a .npy/.json/.csv (n,K) "
                    "file; default: the npz's 'factors' array if any")
+    p.add_argument("--crop", type=int, default=0, metavar="PX",
+                   help="trim PX pixels from every edge of the frames first (the shared "
+                   "Shapes3D frames carry a 2-pixel frame)")
     p.add_argument("--search", choices=("none", "local", "full"), default="local",
                    help="grid images searched for the best match: none, a neighbourhood of "
                    "the known/estimated factors (default), or the whole grid (exact, slow)")
@@ -464,6 +504,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         data = load(a.data)
         imgs, fn, fac = _read_frames(a.frames)
+        if a.crop < 0 or 2 * a.crop >= min(imgs.shape[1:3]):
+            raise DataError(f"--crop {a.crop}: give 0 <= PX < half the frame size "
+                            f"{imgs.shape[1:3]}.")
+        if a.crop:
+            imgs = imgs[:, a.crop:-a.crop, a.crop:-a.crop]
         if a.factors is not None:
             fac = _read_factors(a.factors, fn, len(imgs))
         radius = None
