@@ -53,7 +53,7 @@ def mlflow_server(tmp_path: Path):
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
                             start_new_session=True)
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 240  # a loaded 2-core machine starts it slowly
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
