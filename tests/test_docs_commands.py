@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import re
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -67,10 +69,10 @@ PREREQUISITES = {
     # the udr --help example reads the runs of the README's study
     "studies/loc/runs/*": ["dislab study run small_dsprites --out studies/loc"],
 }
-#: Commands that repeat, word for word, one run on an earlier page, and that no later command
-#: of their page reads the output of: run once (the quickstart trains for seconds, but
-#: starts two processes).
-RUN_ONCE = {"dislab quickstart"}
+#: Commands that repeat, word for word, a command of an earlier page and whose output no later
+#: command of their page reads -> the one page that runs them (the quickstart trains for
+#: seconds here, but starts two processes).
+RUN_ONCE = {"dislab quickstart": "README.md"}
 
 
 def doc_commands() -> list[tuple[str, str]]:
@@ -133,6 +135,8 @@ def test_the_docs_have_commands() -> None:
     every = {c for _, c in COMMANDS} | set(HELP_EXAMPLES)
     for cmd in PARSE_ONLY:
         assert cmd in every, f"{cmd!r} is no longer in the docs or --help"
+    for cmd, page in RUN_ONCE.items():
+        assert cmd in PAGES[page], f"{cmd!r} is no longer on {page}"
     assert any(e.startswith("dislab train --out runs/x --resume") for e in HELP_EXAMPLES)
 
 
@@ -145,13 +149,15 @@ def test_every_command_parses(where: str, command: str) -> None:
         pytest.fail(f"{where}: `{command}` does not parse (exit {e.code})")
 
 
-def _run_page(commands: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-              capsys: pytest.CaptureFixture[str], ran: set[str]) -> None:
+def _run_page(where: str, commands: list[str], tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> int:
+    """Run ``commands`` in order in ``tmp_path`` with toy sizes; return how many ran."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(tiny.ENV, "1")
     made: set[str] = set()
+    ran = 0
     for command in commands:
-        if command in PARSE_ONLY or (command in RUN_ONCE and command in ran):
+        if command in PARSE_ONLY or RUN_ONCE.get(command, where) != where:
             continue
         words = command.split()
         reads = {w for i, w in enumerate(words)
@@ -161,28 +167,33 @@ def _run_page(commands: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 for producer in producers:
                     assert main(_argv(producer)) == 0, (producer, capsys.readouterr().err)
                 made.add(needs)
+        t0 = time.perf_counter()
         code = main(_argv(command))
         out, err = capsys.readouterr()
+        if os.environ.get("DISLAB_DOCS_TIMES"):  # where the seconds go (DISLAB_DOCS_TIMES=1)
+            with capsys.disabled():
+                print(f"\n{time.perf_counter() - t0:6.1f} s  {command}")
         assert code == 0, f"`{command}` exited {code}:\n{err[-2000:]}"
         assert out.strip() or err.strip(), f"`{command}` said nothing"
-        ran.add(command)
-
-
-_RAN: set[str] = set()  # commands run so far (RUN_ONCE)
+        ran += 1
+    return ran
 
 
 @pytest.mark.parametrize("page", list(PAGES))
 def test_page_commands_run_as_written(page: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    _run_page(PAGES[page], tmp_path, monkeypatch, capsys, _RAN)
+    ran = _run_page(page, PAGES[page], tmp_path, monkeypatch, capsys)
+    assert ran == sum(c not in PARSE_ONLY and RUN_ONCE.get(c, page) == page
+                      for c in PAGES[page])
 
 
 def test_help_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     # the train example writes the run folder that the resume and --config examples read
     order = sorted(HELP_EXAMPLES, key=lambda c: c != _TRAIN_X)
-    _run_page(order, tmp_path, monkeypatch, capsys, set())
+    assert _run_page("--help", order, tmp_path, monkeypatch, capsys) == sum(
+        c not in PARSE_ONLY for c in order)
 
 
 def test_tiny_is_inert_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,6 +201,7 @@ def test_tiny_is_inert_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
     runs = [{"method": m, "run_id": f"{m}{s}"} for m in ("a", "b", "c") for s in (0, 1)]
     defaults = {"num_train": 10_000, "num_bins": 20, "sizes": (10, 100, 10_000)}
+    monkeypatch.delenv("DISLAB_TINY", raising=False)
     for value in (None, "", "0"):
         if value is None:
             monkeypatch.delenv(tiny.ENV, raising=False)
