@@ -299,11 +299,14 @@ def run(
     ``data="shapes3d"``, ``latent_dim=6``) replacing :data:`QUICKSTART`'s (another ``model``
     starts from its own defaults and :data:`OTHER_METHODS`).
     """
+    from dislab import tiny
     from dislab.metrics import evaluate_run
     from dislab.train import TrainConfig, Trainer
     from dislab.viz.run_report import build_report
 
     t_start = time.perf_counter()
+    if steps is None and tiny.enabled():  # DISLAB_TINY: fixed toy steps, not the time budget
+        steps = tiny.STEPS
     if minutes <= 0:
         raise DislabError(f"--minutes must be positive, got {minutes}.")
     out_dir = Path(out)

@@ -363,6 +363,9 @@ def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
             f"Unknown data set {name!r}. Known data sets: {', '.join(sorted(_REGISTRY))} "
             "(see `dislab data list`)."
         )
+    from dislab import tiny
+
+    options = tiny.data_options(key, path, options)  # DISLAB_TINY: a toy grid; else as given
     sampler = options.pop("sampler", None)
     data = _REGISTRY[key](path=path, **options)
     if sampler is not None:

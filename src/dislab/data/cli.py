@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from dislab import tiny
 from dislab.data.base import _REGISTRY, DataError, available, load
 
 __all__ = ["register"]
@@ -100,6 +101,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             "files only (see `dislab data list`)."
         )
     subset = _parse_subset(args.keep, args.subset, data.factor_names, data.factor_sizes)
+    subset = tiny.render_subset(data.factor_names, data.factor_sizes, subset)  # DISLAB_TINY
     if key not in ("dsprites", "dsprites_full", "shapes3d") and "dsprites" in key:
         print(f"note: writing the dSprites grid; {args.name} is computed from it at load time "
               f"(dislab.data.load({args.name!r}, path=...)).", file=sys.stderr)

@@ -180,6 +180,7 @@ def run_metrics(
     (:mod:`dislab.metrics.compat`; ``"dlib"``: disentanglement_lib's 2019 classifiers), under
     ``params``; the record says which (``"compat"``).
     """
+    from dislab import tiny
     from dislab.metrics.compat import check_compat, compat_params
 
     data = check_data(data, needs_factors=False)
@@ -231,7 +232,7 @@ def run_metrics(
             skipped[name] = ("sets factors to every value (interventions), which needs a full "
                              "factor grid; the data set's rows are not one")
             continue
-        kwargs = checked[name]
+        kwargs = tiny.metric_params(spec.defaults, checked[name])  # DISLAB_TINY only
         t0 = time.perf_counter()
         token = INNER_PROGRESS.set(bool(progress))
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from dislab import tiny
 from dislab.errors import DislabError
 from dislab.study import backends
 from dislab.study.collect import write_table
@@ -132,7 +133,7 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
     threads = int(threads) if threads else max(1, cores // workers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = expand(spec)
+    runs = tiny.study_runs(expand(spec))  # all of them unless DISLAB_TINY
     started = time.time()
     with _Lock(out):
         write_json_atomic(out / "study.json", {"spec": spec.to_dict(), "runs": len(runs),

@@ -25,6 +25,7 @@ import re
 import time
 from typing import Any
 
+from dislab import tiny
 from dislab.study.spec import StudySpec
 
 __all__ = [
@@ -264,9 +265,11 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
             train = run["train"]
             shape = _SHAPES.get(train["data"], _DEFAULT_SHAPE)
             try:
+                batch, steps = train["batch_size"], 3
+                if tiny.enabled():  # DISLAB_TINY: one timed step of a toy batch
+                    batch, steps = min(batch, tiny.BATCH), 1
                 seconds = _measure_step_seconds(method, run["hparams"], shape,
-                                                train["latent_dim"], train["batch_size"],
-                                                threads)
+                                                train["latent_dim"], batch, threads, steps)
             except Exception:  # noqa: BLE001 - fall back to the documented constant
                 seconds = None
                 source = "constant"

@@ -611,6 +611,9 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
     from dislab import models
 
     cfg = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
+    from dislab import tiny
+
+    cfg = tiny.train_config(cfg)  # DISLAB_TINY: toy sizes for testing the docs' commands
     cfg.hparams = models.get_class(cfg.model).resolve_hparams(dict(cfg.hparams)) \
         if hasattr(models.get_class(cfg.model), "resolve_hparams") else dict(cfg.hparams)
     if data is not None and cfg.data == "dsprites" and getattr(data, "name", None):

@@ -169,7 +169,7 @@ def register(subparsers: Any) -> None:
         "over the other runs (disentanglement_lib's udr_sklearn). Needs no factors. Writes "
         "OUT/udr.csv/.parquet, a 'udr' entry in each run's metrics.json and, for a study's "
         "runs/<id>/ folders, in result.json (so `dislab study report` shows a udr column). "
-        "Example: dislab analyze udr study/runs/*",
+        "Example: dislab analyze udr studies/loc/runs/*",
     )
     q.add_argument("run_dir", nargs="+", help="run folders (or a study's runs/<id>/ folders)")
     q.add_argument("--out", default="analysis", help="output folder (default ./analysis)")
