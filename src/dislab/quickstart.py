@@ -6,7 +6,7 @@ everything: training gets what is left after a reserve for evaluation and the re
 number of steps is set from the measured speed (a short probe, then re-plans), so the run
 ends on time on a slow laptop and early on a GPU (at :data:`MAX_STEPS`).
 
-The defaults (:data:`QUICKSTART`) were chosen by experiment (``benchmarks/quickstart_mig.py``;
+The defaults (:data:`QUICKSTART`) were chosen by experiment (``experiments/quickstart_mig.py``;
 docs/quickstart.md has MIG against images seen for every candidate, on several seeds):
 Slow-VAE (Klindt et al. 2021) with the paper's β = 1, γ = 10, λ = 6 and dislab's
 ``one_change=1`` (the Laplace penalty once more on every latent's change but the largest), on
@@ -70,7 +70,7 @@ OTHER_METHODS: dict[str, dict[str, Any]] = {
 }
 
 #: Training stops here even with time left: 1.6 M images at 64 per update, about what one of the
-#: two CPU seeds gets in 30 minutes. On an H200 (benchmarks/quickstart_sweep.py, 2026-11-30) the
+#: two CPU seeds gets in 30 minutes. On an H200 (experiments/quickstart_sweep.py, 2026-11-30) the
 #: default's seeds 0 and 1 had MIG 0.48 / 0.46 at 0.5 M images, 0.49 / 0.48 at 1 M and
 #: 0.45 / 0.49 at 1.6 M: no gain from going further.
 MAX_STEPS = 25_000

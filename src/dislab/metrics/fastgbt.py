@@ -18,10 +18,8 @@ same algorithm, with changes that do not alter the result:
 * exact ties between split candidates are broken by a random feature order drawn from the
   seed (scikit-learn also visits features in a random order; only the random stream differs).
 
-The partitioned scan grows bit-identical trees to the previous node-lookup scan (same sums in
-the same order, same divisions). On dSprites-like codes (``benchmarks/gbt_speed.py`` times
-both in one run) it measured 1.8x faster with one thread and 1.4x with two, on a 2-core
-machine shared with two other busy processes; idle-machine figures are not yet measured.
+``tests/test_metrics_fastgbt.py`` checks that the trees equal scikit-learn's; the speed
+against scikit-learn (``benchmarks/gbt_speed.py``) is in ``docs/metrics.md``.
 
 Without numba installed, :class:`ExactGBClassifier` is unavailable (``available()`` is False)
 and DCI / the downstream task fall back to scikit-learn itself.
