@@ -41,7 +41,7 @@ __all__ = [
 
 #: Used when a training step cannot be measured on this machine (no models installed): the
 #: seconds of one Adam step of the study's conv VAE at batch 64 on one CPU core (measured on
-#: the 2-core development machine of dislab; a GPU is ~50x faster).
+#: the 2-core development machine of dislab; docs/training.md has measured speeds).
 SECONDS_PER_STEP_FALLBACK = 0.05
 #: Seconds of each metric at its study defaults on a cached code table: docs/metrics.md,
 #: "2026-11-29, idle 2-core AMD EPYC with AVX2 only" (the slower of the CPUs measured there).
