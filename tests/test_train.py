@@ -27,7 +27,7 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
     c.save(tmp_path / "c.json")
     assert TrainConfig.from_json(tmp_path / "c.json") == c
     assert json.loads((tmp_path / "c.json").read_text())["hparams"] == {"beta": 6.0}
-    # study defaults (REFERENCE.md §3.4)
+    # study defaults (disentanglement_lib config/unsupervised_study_v1/model_configs/shared.gin)
     s = TrainConfig(model="beta_vae")
     assert (s.batch_size, s.steps, s.lr, s.beta1, s.beta2, s.eps, s.latent_dim) == \
         (64, 300_000, 1e-4, 0.9, 0.999, 1e-8, 10)

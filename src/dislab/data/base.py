@@ -2,7 +2,8 @@
 
 A ground-truth data set is a two-step generative model: factors are drawn on a finite
 factorial grid, and an observation is a deterministic function of the factor vector
-(as in disentanglement_lib's ``GroundTruthData``, REFERENCE.md §2.1).
+(as in disentanglement_lib's ``GroundTruthData``,
+``data/ground_truth/ground_truth_data.py``).
 
 Conventions (everywhere in dislab):
 
@@ -233,8 +234,9 @@ class GroundTruthData:
     ) -> Iterator[Any]:
         """Endless (or ``num_batches``) float32 torch batches ``(B, *observation_shape)``.
 
-        Sampling is i.i.d. with replacement over the grid, as disentanglement_lib's input
-        pipeline (REFERENCE.md §2.1). Deterministic for a given ``seed``.
+        Sampling is i.i.d. with replacement over the grid, as disentanglement_lib's input pipeline
+        (``data/ground_truth/util.py``, ``tf_data_set_from_ground_truth_data``). Deterministic for a
+        given ``seed``.
         """
         import torch
 

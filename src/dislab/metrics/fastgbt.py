@@ -1,12 +1,12 @@
 """scikit-learn's ``GradientBoostingClassifier()`` algorithm, compiled with numba.
 
-disentanglement_lib's DCI and downstream task use ``GradientBoostingClassifier()`` with its
-defaults (REFERENCE.md §4): 100 stages, learning rate 0.1, one depth-3 regression tree per
-class and stage on the negative gradient of the multinomial (or binomial) deviance, squared
-error splits (friedman_mse ranks splits identically with unit weights), no leaf-size floor,
-a Newton step per leaf (times ``(K-1)/K`` for K > 2 classes), the class prior as the
-initial prediction, and impurity importances averaged over the trees. This module runs the
-same algorithm, with changes that do not alter the result:
+disentanglement_lib's DCI and downstream task use ``GradientBoostingClassifier()`` with its defaults
+(``evaluation/metrics/utils.py``, ``gradient_boosting_classifier``): 100 stages, learning rate 0.1,
+one depth-3 regression tree per class and stage on the negative gradient of the multinomial (or
+binomial) deviance, squared error splits (friedman_mse ranks splits identically with unit weights),
+no leaf-size floor, a Newton step per leaf (times ``(K-1)/K`` for K > 2 classes), the class prior as
+the initial prediction, and impurity importances averaged over the trees. This module runs the same
+algorithm, with changes that do not alter the result:
 
 * every feature is sorted once, not at every node; level by level, each node's samples are
   one contiguous run of every feature's sorted list (a branch-free stable partition of the

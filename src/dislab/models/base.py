@@ -171,7 +171,7 @@ class Method(nn.Module):
     def configure_optimizers(
         self, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
     ) -> dict[str, torch.optim.Optimizer]:
-        """One Adam on all parameters; defaults are the study's (REFERENCE.md §3.4)."""
+        """One Adam on all parameters; defaults are the study's (``shared.gin``)."""
         return {"model": torch.optim.Adam(self.parameters(), lr=lr, betas=betas, eps=eps)}
 
     def training_step(

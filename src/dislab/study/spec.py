@@ -22,7 +22,7 @@ Format (every key except ``methods`` is optional; defaults in brackets)::
         grid: {c_max: [5, 10, 25, 50, 75, 100]}
         fixed: {gamma: 1000, iteration_threshold: 100000}
     seeds: 3                      # [1] an int n (seeds 0..n-1) or an explicit list of ints
-    steps: 300000                 # [300000] training steps per run (REFERENCE.md §3.4)
+    steps: 300000                 # [300000] training steps per run (shared.gin)
     latent_dim: 10                # [10]
     batch_size: 64                # [64]
     metrics: null                 # [null = every metric of dislab.metrics] list of metric names
@@ -78,8 +78,9 @@ _TOP_KEYS = {
 _RESERVED_TRAIN = {"model", "data", "data_path", "data_options", "latent_dim", "hparams",
                    "steps", "batch_size", "seed", "out"}
 
-#: Hyper-parameters of the study methods (used to check a spec when the models registry does
-#: not say otherwise; REFERENCE.md §3.2). The registry in dislab.models wins when available.
+#: Hyper-parameters of the study methods (used to check a spec when the models registry does not say
+#: otherwise; config/unsupervised_study_v1/sweep.py). The registry in dislab.models wins when
+#: available.
 KNOWN_HPARAMS: dict[str, set[str]] = {
     "beta_vae": {"beta"},
     "annealed_vae": {"c_max", "gamma", "iteration_threshold"},

@@ -1,7 +1,7 @@
 """The run configuration: one JSON-serialisable dataclass fully determines a training run.
 
 Defaults are the large-scale study's (Locatello et al. 2019; disentanglement_lib
-``config/unsupervised_study_v1/model_configs/shared.gin``, REFERENCE.md §3.4): batch 64,
+``config/unsupervised_study_v1/model_configs/shared.gin``): batch 64,
 300 000 steps, 10 latents, the conv encoder / deconv decoder, Bernoulli reconstruction, Adam with
 lr 1e-4, β1 0.9, β2 0.999, ε 1e-8.
 """

@@ -2,7 +2,8 @@
 
 ``fit(config)`` builds the data set and the method, then repeats ``method.training_step`` on
 batches drawn i.i.d. with replacement from the factor grid (disentanglement_lib's input
-pipeline, REFERENCE.md §2.1), with Adam at the study's settings (REFERENCE.md §3.4). Around
+pipeline, ``data/ground_truth/util.py``, ``tf_data_set_from_ground_truth_data``), with Adam
+at the study's settings (``config/unsupervised_study_v1/model_configs/shared.gin``). Around
 that it writes the run folder::
 
     run/
