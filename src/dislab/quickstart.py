@@ -408,7 +408,9 @@ def run(
                "steps": status.get("step"), "train_seconds": status.get("train_seconds"),
                "mig": mig, "report": str(index), "run": str(chosen),
                "candidates": candidates, "config": cfgs[dirs.index(chosen)]}
-    (out_dir / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from dislab.io import write_json
+
+    write_json(out_dir / "quickstart.json", summary, indent=2)
     mig_text = f"MIG {mig:.3f}, " if isinstance(mig, float) else ""
     say(f"dislab quickstart: done in {elapsed / 60:.1f} min ({mig_text}{status.get('step')} "
         f"steps of {cfg['model']}).\n  report: {index}\n  run:    {chosen}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dislab.errors import DislabError
+from dislab.io import as_float
 
 __all__ = ["register", "hparam_table", "config_from_args"]
 
@@ -250,7 +251,8 @@ def _train(args: argparse.Namespace) -> int:
     run = fit(cfg, progress=not args.quiet, resume=args.resume)
     status = json.loads((run / "status.json").read_text())
     logs = status.get("final_logs") or {}
-    summary = ", ".join(f"{k}={logs[k]:.4g}" for k in ("loss", "recon", "kl") if k in logs)
+    summary = ", ".join(f"{k}={as_float(logs[k]):.4g}" for k in ("loss", "recon", "kl")
+                        if k in logs)
     print(f"dislab: trained {cfg.model} for {status.get('step')} steps "
           f"({status.get('train_seconds', 0):.0f} s){'; ' + summary if summary else ''}. "
           f"Run folder: {run}")

@@ -121,10 +121,9 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the config as JSON (atomically: temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
+        from dislab.io import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def field_names(cls) -> list[str]:

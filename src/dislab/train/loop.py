@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from dislab.errors import DislabError
+from dislab.io import atomic_write_text, write_json
 from dislab.status import HEARTBEAT_SECONDS, pid_alive, process_info, read_status
 from dislab.train import checkpoint as ckpt
 from dislab.train import tracking
@@ -70,9 +71,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_json(path, obj, indent=2, default=str)
 
 
 def _accepts(cls: type, name: str) -> bool:
@@ -593,9 +592,7 @@ def _truncate_history(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             break
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
 
 
 def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: bool = False,
