@@ -174,9 +174,8 @@ def test_huge_lr_fails_cleanly(tmp_path: Path) -> None:
 
 def test_pairs_method_trains(tmp_path: Path) -> None:
     pairs = [n for n, c in models.available().items()
-             if getattr(c, "batch_kind", "single") == "pairs" and not n.startswith("test_")]
-    if not pairs:
-        pytest.skip("no pairs method registered yet")
+             if c.batch_kind == "pairs" and not n.startswith("test_")]
+    assert pairs, "no pairs method is registered"
     run = fit(cfg(tmp_path, model=pairs[0], steps=4, batch_size=8), progress=False)
     assert json.loads((run / "status.json").read_text())["status"] == "done"
 

@@ -352,6 +352,22 @@ def available() -> dict[str, str]:
     return dict(sorted(_DESCRIPTIONS.items()))
 
 
+def names() -> list[str]:
+    """Registered data set names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Callable[..., GroundTruthData]:
+    """The factory registered as ``name`` (:class:`DataError` listing the known names)."""
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise DataError(
+            f"Unknown data set {name!r}. Known data sets: {', '.join(sorted(_REGISTRY))} "
+            "(see `dislab data list`)."
+        )
+    return _REGISTRY[key]
+
+
 def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
     """Load a data set by name: from the official file at ``path``, or rendered if ``None``.
 
@@ -359,14 +375,9 @@ def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
     ``(n, rng) -> factors`` or a spec dict, installed with ``set_sampler``.
     Raises :class:`DataError` for an unknown name (listing the known ones).
     """
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise DataError(
-            f"Unknown data set {name!r}. Known data sets: {', '.join(sorted(_REGISTRY))} "
-            "(see `dislab data list`)."
-        )
+    factory = get(name)
     sampler = options.pop("sampler", None)
-    data = _REGISTRY[key](path=path, **options)
+    data = factory(path=path, **options)
     if sampler is not None:
         from dislab.data.sampling import as_sampler
 

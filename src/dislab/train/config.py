@@ -228,14 +228,7 @@ class TrainConfig:
 
         cls = models.get_class(self.model)
         self.model = cls.name
-        resolve = getattr(cls, "resolve_hparams", None)
-        if resolve is not None:
-            resolve(dict(self.hparams))
-        else:
-            unknown = sorted(k for k in self.hparams if k not in cls.hparams)
-            if unknown:
-                raise bad("hparams", f"has unknown key(s) {unknown} for {cls.name!r}; valid: "
-                          f"{sorted(cls.hparams)}.")
+        cls.resolve_hparams(dict(self.hparams))
         return self
 
     def differences(self, other: TrainConfig) -> list[str]:

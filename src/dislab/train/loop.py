@@ -609,8 +609,7 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
     from dislab import models
 
     cfg = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
-    cfg.hparams = models.get_class(cfg.model).resolve_hparams(dict(cfg.hparams)) \
-        if hasattr(models.get_class(cfg.model), "resolve_hparams") else dict(cfg.hparams)
+    cfg.hparams = models.get(cfg.model).resolve_hparams(dict(cfg.hparams))
     if data is not None and cfg.data == "dsprites" and getattr(data, "name", None):
         cfg.data = str(data.name)
     run_dir = Path(cfg.out)
