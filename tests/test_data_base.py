@@ -12,7 +12,7 @@ def test_index_factor_round_trip_and_c_order():
     # C order: last factor varies fastest
     assert f[1].tolist() == [0, 0, 1] and f[4].tolist() == [0, 1, 0]
     assert np.array_equal(data.index(f), idx)
-    # StateSpaceAtomIndex test of disentanglement_lib (REFERENCE.md §5)
+    # StateSpaceAtomIndex test of disentanglement_lib (data/ground_truth/util_test.py)
     d2 = dd.from_function([2, 2])
     assert d2.index([[0, 1], [1, 0], [1, 1], [0, 0]]).tolist() == [1, 2, 3, 0]
 

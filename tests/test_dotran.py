@@ -1,4 +1,5 @@
-"""Do & Tran 2020 metrics: known answers on analytic posteriors (REFERENCE.md Part B)."""
+"""Do & Tran 2020 metrics: known answers on analytic posteriors (Do & Tran 2020;
+clarken92/DisentanglementMetrics)."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def test_noise_latents_are_uninformative() -> None:
 
 @pytest.mark.parametrize("subsample", [False, True])
 def test_sepin_equals_indin_before_clamping(subsample: bool) -> None:
-    """Factorised encoder: SEPIN_i == INDIN_i == H(z) - H(z_!i) - H(z_i|x) (REFERENCE Part B)."""
+    """Factorised encoder: SEPIN_i == INDIN_i == H(z) - H(z_!i) - H(z_i|x) (Do & Tran 2020)."""
     rng = np.random.default_rng(2)
     mix = rng.normal(size=(3, 4))
     mean = STANDARD @ mix * 0.7

@@ -103,7 +103,7 @@ def test_minibatch_weighted_sampling_is_biased_stratified_is_not() -> None:
     res = elbo_decomposition(data, table, 0, num_samples=20_000, max_components=None,
                              minibatch_size=50, num_minibatches=200)
     assert res["mi_mss"] == pytest.approx(res["mi"], abs=0.15)
-    assert res["mi_mws"] > res["mi"] + 0.3  # MWS underestimates log q(z) (REFERENCE Part B)
+    assert res["mi_mws"] > res["mi"] + 0.3  # MWS underestimates log q(z) (Chen et al. 2018)
 
 
 def test_reproducible_and_bad_input() -> None:

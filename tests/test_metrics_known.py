@@ -1,4 +1,5 @@
-"""Known values of the metric building blocks (disentanglement_lib's unit tests, REFERENCE §5)."""
+"""Known values of the metric building blocks (disentanglement_lib's
+``evaluation/metrics/*_test.py``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Known answers of every metric on analytic representations (REFERENCE.md §5 settings).
+"""Known answers of every metric on analytic representations (settings of disentanglement_lib's
+``evaluation/metrics/*_test.py``).
 
 The data set is disentanglement_lib's identity data: 10 factors with 10 values each, the
 observation is the factor vector. Representations are functions of it.
@@ -65,7 +66,7 @@ def test_factor_vae_identity_zeros_and_invariance() -> None:
     kw = dict(batch_size=5, num_train=3000, num_eval=2000, num_variance_estimate=2500)
     s = factor_vae_score(IDENTITY, identity, rng(), **kw)
     assert 0.9 <= s["train_accuracy"] <= 1.0 and 0.9 <= s["eval_accuracy"] <= 1.0
-    assert s["num_active_dims"] == 10  # dlib reports len(mask) whatever the mask (§9.2)
+    assert s["num_active_dims"] == 10  # dlib: len(mask) whatever the mask
     z = factor_vae_score(IDENTITY, zeros, rng(), **kw)
     assert z == {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0.0}
     z0 = factor_vae_score(IDENTITY, zeros, rng(), prune_threshold=0.0, **kw)

@@ -84,7 +84,7 @@ def test_scientific_steps_are_accepted() -> None:
 
 def test_locatello_preset_is_the_study_grid() -> None:
     spec = load_spec("locatello2019")
-    assert spec.num_runs == 12_600  # 7 data sets x 36 configs x 50 seeds (REFERENCE §3.4)
+    assert spec.num_runs == 12_600  # 7 data sets x 36 configs x 50 seeds (dlib sweep.py)
     assert spec.scaled(data=["dsprites"]).num_runs == 1_800
     assert len(spec.data) == 7 and spec.seeds == list(range(50))
     assert (spec.steps, spec.latent_dim, spec.batch_size) == (300_000, 10, 64)

@@ -27,7 +27,7 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
     c.save(tmp_path / "c.json")
     assert TrainConfig.from_json(tmp_path / "c.json") == c
     assert json.loads((tmp_path / "c.json").read_text())["hparams"] == {"beta": 6.0}
-    # study defaults (REFERENCE.md §3.4)
+    # study defaults (disentanglement_lib config/unsupervised_study_v1/model_configs/shared.gin)
     s = TrainConfig(model="beta_vae")
     assert (s.batch_size, s.steps, s.lr, s.beta1, s.beta2, s.eps, s.latent_dim) == \
         (64, 300_000, 1e-4, 0.9, 0.999, 1e-8, 10)
@@ -174,9 +174,8 @@ def test_huge_lr_fails_cleanly(tmp_path: Path) -> None:
 
 def test_pairs_method_trains(tmp_path: Path) -> None:
     pairs = [n for n, c in models.available().items()
-             if getattr(c, "batch_kind", "single") == "pairs" and not n.startswith("test_")]
-    if not pairs:
-        pytest.skip("no pairs method registered yet")
+             if c.batch_kind == "pairs" and not n.startswith("test_")]
+    assert pairs, "no pairs method is registered"
     run = fit(cfg(tmp_path, model=pairs[0], steps=4, batch_size=8), progress=False)
     assert json.loads((run / "status.json").read_text())["status"] == "done"
 

@@ -72,13 +72,8 @@ def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
             stub = sub.add_parser(name, help=help_, add_help=False)
             stub._dislab_placeholder = True  # type: ignore[attr-defined]
     for module_name in dict.fromkeys(COMMANDS[c][0] for c in wanted):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-            continue
-        module.register(sub)
+        # a command module that fails to import raises: a typo never drops a command silently
+        importlib.import_module(module_name).register(sub)
     # --help order: the table's
     sub._choices_actions.sort(key=lambda a: list(COMMANDS).index(a.dest)
                               if a.dest in COMMANDS else len(COMMANDS))

@@ -12,12 +12,14 @@ Notation: a batch of ``B`` data points ``x_i`` with factorised Gaussian posterio
   minibatch weighted / stratified sampling (Chen et al. 2018, §C.1 / §C.2).
 * :func:`total_correlation`: ``mean_j [log q(z_j) - log prod_l q(z_jl)]``.
 
-Conventions (REFERENCE.md §3.2 and Part B): disentanglement_lib's ``total_correlation`` is MWS
-*without* the ``-log(N B)`` constant; it is biased downward by ``(d - 1) log(N B)``
-(``include_constant=False`` reproduces it; its unit test gives ``-9 log(10000) = -82.89`` for
-d=10, B=10000, all posteriors N(0, I)). MSS uses the weights the paper defines (1/N for the
-point that generated the sample, (N-M)/(NM) for one stratum point, 1/M for the other M-1
-points, M = B-1; every row sums to 1), not the ones the authors' released code builds.
+Conventions (disentanglement_lib ``methods/unsupervised/vae.py``, ``total_correlation``;
+Chen et al. 2018 and rtqichen/beta-tcvae ``vae_quant.py``): disentanglement_lib's
+``total_correlation`` is MWS *without* the ``-log(N B)`` constant; it is biased downward by
+``(d - 1) log(N B)`` (``include_constant=False`` reproduces it; its unit test gives
+``-9 log(10000) = -82.89`` for d=10, B=10000, all posteriors N(0, I)). MSS uses the weights the
+paper defines (1/N for the point that generated the sample, (N-M)/(NM) for one stratum point,
+1/M for the other M-1 points, M = B-1; every row sums to 1), not the ones the authors' released
+code builds.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Per-dimension ``KL(N(mu, exp(logvar)) || N(0, 1))``, same shape as ``mu``.
 
     ``0.5 * (mu^2 + exp(logvar) - logvar - 1)``. The study's ``kl_loss`` is
-    ``gaussian_kl(mu, logvar).sum(1).mean()`` (REFERENCE.md §3.1).
+    ``gaussian_kl(mu, logvar).sum(1).mean()`` (``methods/unsupervised/vae.py``,
+    ``compute_gaussian_kl``).
     """
     return 0.5 * (mu.square() + torch.exp(logvar) - logvar - 1.0)
 

@@ -6,7 +6,7 @@ everything: training gets what is left after a reserve for evaluation and the re
 number of steps is set from the measured speed (a short probe, then re-plans), so the run
 ends on time on a slow laptop and early on a GPU (at :data:`MAX_STEPS`).
 
-The defaults (:data:`QUICKSTART`) were chosen by experiment (``benchmarks/quickstart_mig.py``;
+The defaults (:data:`QUICKSTART`) were chosen by experiment (``experiments/quickstart_mig.py``;
 docs/quickstart.md has MIG against images seen for every candidate, on several seeds):
 Slow-VAE (Klindt et al. 2021) with the paper's β = 1, γ = 10, λ = 6 and dislab's
 ``one_change=1`` (the Laplace penalty once more on every latent's change but the largest), on
@@ -22,9 +22,10 @@ factor move both of its latents. It is weakly supervised by the pairs; ``model="
 gives the unsupervised β-TCVAE (β = 6) instead.
 
 On a CPU with two or more cores it trains two seeds side by side, one process and one core
-each (two 1-thread runs process about 1.2-1.35x the images per second of one 2-thread run),
-and keeps the one with the lower training loss on held-out pairs (:func:`objective`; no
-labels): about one seed in five of this setting gets stuck (docs/quickstart.md).
+each (two 1-thread runs process more images per second than one 2-thread run;
+docs/quickstart.md has the figures), and keeps the one with the lower training loss on
+held-out pairs (:func:`objective`; no labels): about one seed in five of this setting gets
+stuck (docs/quickstart.md).
 """
 
 from __future__ import annotations
@@ -70,15 +71,13 @@ OTHER_METHODS: dict[str, dict[str, Any]] = {
 }
 
 #: Training stops here even with time left: 1.6 M images at 64 per update, about what one of the
-#: two CPU seeds gets in 30 minutes. On an H200 (benchmarks/quickstart_sweep.py, 2026-11-30) the
-#: default's seeds 0 and 1 had MIG 0.48 / 0.46 at 0.5 M images, 0.49 / 0.48 at 1 M and
-#: 0.45 / 0.49 at 1.6 M: no gain from going further.
+#: two CPU seeds gets in 30 minutes; on a GPU the default's MIG had levelled off by then
+#: (experiments/quickstart_sweep.py; figures in docs/quickstart.md, "On a GPU").
 MAX_STEPS = 25_000
 
 #: Seconds of evaluation and report that do not depend on the model's speed: the default metric
 #: suite on the dSprites codes plus the report's figures, used to reserve time before training
-#: (on the idle AVX2 2-core CPU the 13 metrics took 169 s, and encoding + metrics + report
-#: together about 5.5 minutes; docs/quickstart.md).
+#: (sized for a 2-core CPU; the measured times are in docs/quickstart.md and docs/metrics.md).
 METRICS_SECONDS = 200.0
 
 _PROBE_STEPS = 30
@@ -117,7 +116,7 @@ def _cores() -> int:
 
 def default_runs(device: str = "auto") -> int:
     """Candidates trained side by side: 2 on a CPU with at least 2 cores (one process and
-    one core each: together about 1.2-1.35x the images per second of one 2-thread run, and a
+    one core each: together more images per second than one 2-thread run, and a
     second seed in case the first one gets stuck), else 1."""
     from dislab.train.loop import resolve_device
 
@@ -412,7 +411,9 @@ def run(
                "steps": status.get("step"), "train_seconds": status.get("train_seconds"),
                "mig": mig, "report": str(index), "run": str(chosen),
                "candidates": candidates, "config": cfgs[dirs.index(chosen)]}
-    (out_dir / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from dislab.io import write_json
+
+    write_json(out_dir / "quickstart.json", summary, indent=2)
     mig_text = f"MIG {mig:.3f}, " if isinstance(mig, float) else ""
     say(f"dislab quickstart: done in {elapsed / 60:.1f} min ({mig_text}{status.get('step')} "
         f"steps of {cfg['model']}).\n  report: {index}\n  run:    {chosen}")

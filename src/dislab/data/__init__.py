@@ -11,8 +11,6 @@ Labelled data that is not a grid: ``from_arrays(images, factors)``, ``from_folde
 
 from __future__ import annotations
 
-import importlib
-
 from dislab.data.base import (
     DataError,
     FunctionData,
@@ -20,7 +18,9 @@ from dislab.data.base import (
     as_rng,
     available,
     from_function,
+    get,
     load,
+    names,
     register,
 )
 from dislab.data.labelled import LabelledData, from_arrays, from_folder, partial_grid
@@ -35,16 +35,21 @@ __all__ = [
     "from_arrays",
     "from_folder",
     "from_function",
+    "get",
     "load",
+    "names",
     "partial_grid",
     "register",
 ]
 
-# Each module registers its data sets with ``@register``.
-_MODULES = ["dsprites", "shapes3d", "mpi3d", "smallnorb", "cars3d", "perturbed", "images"]
-for _m in _MODULES:
-    try:
-        importlib.import_module(f"dislab.data.{_m}")
-    except ModuleNotFoundError as _e:  # a module not written yet; anything else is a bug
-        if _e.name != f"dislab.data.{_m}":
-            raise
+# Each module registers its data sets with ``@register``. The imports are explicit: a module
+# that fails to import raises here instead of dropping its data sets silently.
+from dislab.data import (  # noqa: E402, F401
+    cars3d,
+    dsprites,
+    images,
+    mpi3d,
+    perturbed,
+    shapes3d,
+    smallnorb,
+)

@@ -2,7 +2,8 @@
 
 A ground-truth data set is a two-step generative model: factors are drawn on a finite
 factorial grid, and an observation is a deterministic function of the factor vector
-(as in disentanglement_lib's ``GroundTruthData``, REFERENCE.md §2.1).
+(as in disentanglement_lib's ``GroundTruthData``,
+``data/ground_truth/ground_truth_data.py``).
 
 Conventions (everywhere in dislab):
 
@@ -233,8 +234,9 @@ class GroundTruthData:
     ) -> Iterator[Any]:
         """Endless (or ``num_batches``) float32 torch batches ``(B, *observation_shape)``.
 
-        Sampling is i.i.d. with replacement over the grid, as disentanglement_lib's input
-        pipeline (REFERENCE.md §2.1). Deterministic for a given ``seed``.
+        Sampling is i.i.d. with replacement over the grid, as disentanglement_lib's input pipeline
+        (``data/ground_truth/util.py``, ``tf_data_set_from_ground_truth_data``). Deterministic for a
+        given ``seed``.
         """
         import torch
 
@@ -350,6 +352,22 @@ def available() -> dict[str, str]:
     return dict(sorted(_DESCRIPTIONS.items()))
 
 
+def names() -> list[str]:
+    """Registered data set names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Callable[..., GroundTruthData]:
+    """The factory registered as ``name`` (:class:`DataError` listing the known names)."""
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise DataError(
+            f"Unknown data set {name!r}. Known data sets: {', '.join(sorted(_REGISTRY))} "
+            "(see `dislab data list`)."
+        )
+    return _REGISTRY[key]
+
+
 def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
     """Load a data set by name: from the official file at ``path``, or rendered if ``None``.
 
@@ -357,17 +375,13 @@ def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
     ``(n, rng) -> factors`` or a spec dict, installed with ``set_sampler``.
     Raises :class:`DataError` for an unknown name (listing the known ones).
     """
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise DataError(
-            f"Unknown data set {name!r}. Known data sets: {', '.join(sorted(_REGISTRY))} "
-            "(see `dislab data list`)."
-        )
+    factory = get(name)
     from dislab import tiny
 
-    options = tiny.data_options(key, path, options)  # DISLAB_TINY: a toy grid; else as given
+    # DISLAB_TINY: a toy grid; else the options as given
+    options = tiny.data_options(name.lower().replace("-", "_"), path, options)
     sampler = options.pop("sampler", None)
-    data = _REGISTRY[key](path=path, **options)
+    data = factory(path=path, **options)
     if sampler is not None:
         from dislab.data.sampling import as_sampler
 

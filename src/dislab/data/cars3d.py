@@ -4,12 +4,12 @@
 http://www.scottreed.info/files/nips2015-analogy-data.tar.gz, folder ``data/cars``). Each file
 holds ``im`` of shape (128, 128, 3, 24, 4): (height, width, RGB, azimuth, elevation), uint8.
 
-Factors (REFERENCE.md §2.2): elevation 4, azimuth 24, object = one value per file (183 in the
-official set; the number of ``.mat`` files found otherwise). Object ids follow the **sorted**
-file names, so they are the same on every file system (disentanglement_lib uses the unsorted
-directory listing, whose order depends on the file system). Images are resized 128 -> 64 with
-Pillow's LANCZOS filter (formerly ANTIALIAS) and are ``(3, 64, 64)``. ``num_objects=`` makes
-the loader check the number of files (e.g. 183).
+Factors (disentanglement_lib ``data/ground_truth/cars3d.py``): elevation 4, azimuth 24, object = one
+value per file (183 in the official set; the number of ``.mat`` files found otherwise). Object ids
+follow the **sorted** file names, so they are the same on every file system (disentanglement_lib
+uses the unsorted directory listing, whose order depends on the file system). Images are resized
+128 -> 64 with Pillow's LANCZOS filter (formerly ANTIALIAS) and are ``(3, 64, 64)``.
+``num_objects=`` makes the loader check the number of files (e.g. 183).
 """
 
 from __future__ import annotations

@@ -612,10 +612,11 @@ def write_npz(
         values[:, j + 1] = data.factor_values[name][factors[:, j]]
     meta = np.empty((), dtype=object)
     meta[()] = _meta(data)
-    tmp = p + ".partial"
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
               "fortran_order": False, "shape": (n, CANVAS, CANVAS)}
-    try:
+    from dislab.io import atomic_path
+
+    with atomic_path(p) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
                              allowZip64=True) as zf:
             with zf.open("imgs.npy", "w", force_zip64=True) as f:
@@ -633,10 +634,6 @@ def write_npz(
                                    ("metadata", meta, True)):
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, arr, allow_pickle=pick)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return p
 
 

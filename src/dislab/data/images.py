@@ -157,10 +157,10 @@ def read_image_folder(
     if cache_file is not None:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as f:
+            from dislab.io import atomic_path
+
+            with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
                 np.save(f, images, allow_pickle=False)
-            os.replace(tmp, cache_file)
         except OSError as e:
             warnings.warn(f"could not write the image cache {cache_file} ({e}); reading "
                           "without a cache (pass cache=False or cache=FOLDER).", stacklevel=2)

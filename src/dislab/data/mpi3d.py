@@ -1,6 +1,6 @@
 """MPI3D (Gondal et al. 2019): toy, realistic and real, from the official ``.npz`` files.
 
-Factors (C order of the files, REFERENCE.md §2.2):
+Factors (C order of the files; disentanglement_lib ``data/ground_truth/mpi3d.py``):
 
 ====================  =========================  ======================
 factor                toy / realistic            real

@@ -1,7 +1,7 @@
 """Pairs of observations ``(x_t, x_{t+1})`` for temporal / weakly supervised methods.
 
 The construction is Slow-VAE's (Klindt et al. 2021, bethgelab/slow_disentanglement,
-REFERENCE.md "Zietlow"): the first frame's factors ``s`` are drawn from the data set's factor
+``scripts/dataset.py``): the first frame's factors ``s`` are drawn from the data set's factor
 sampler (uniform over the grid by default); every *movable* factor ``k`` then jumps
 independently to
 

@@ -5,8 +5,9 @@ Every image of a full-grid base data set is changed slightly and deterministical
     x'(w) = clip(x(w) + ε · m(w), 0, 1),       m(w) ∈ [-1, 1] per pixel,
 
 so the factors ``w`` still determine the image exactly and ``|x' - x| <= ε`` per pixel.
-Defaults ε = 0.1 for dSprites and 0.175 for Shapes3D (the values reported for the paper,
-REFERENCE.md "Zietlow"; the paper's ``m`` is not public).
+Defaults ε = 0.1 for dSprites and 0.175 for Shapes3D (values reported for Zietlow et
+al. 2021 by a third-party reproduction, unverified against the paper's text; the paper's
+``m`` is not public).
 
 Two kinds of ``m`` (any callable ``m(factors (n, K) int64) -> (n, *obs)`` in [-1, 1] can be
 plugged in with ``pattern=``):
@@ -60,7 +61,7 @@ __all__ = [
     "default_epsilon",
 ]
 
-#: ε per base data set (Zietlow et al. 2021 as reported; REFERENCE.md).
+#: ε per base data set (Zietlow et al. 2021 as reported by a third-party reproduction).
 DEFAULT_EPSILON: dict[str, float] = {"dsprites": 0.1, "shapes3d": 0.175}
 KINDS = ("structured", "noise")
 Pattern = Callable[[np.ndarray], np.ndarray]

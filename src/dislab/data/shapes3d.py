@@ -440,9 +440,10 @@ class _GeometryCache:
     def save(self, cache_dir: str) -> None:
         os.makedirs(cache_dir, exist_ok=True)
         path = self._file(cache_dir)
-        tmp = f"{path}.{os.getpid()}.partial.npy"
-        np.save(tmp, self.maps)
-        os.replace(tmp, path)
+        from dislab.io import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, self.maps)
 
 
 _SHARED: dict[int, _GeometryCache] = {}
@@ -685,9 +686,9 @@ def render_to_file(
     ``subset`` maps factor names to the value indices to keep (e.g. ``{"scale": [0, 7]}``);
     the default is the full official grid (480,000 images, 5.9 GB). ``options`` go to
     :class:`Shapes3D` (``supersample``; ``cache``/``precompute`` are accepted and ignored).
-    Refuses to overwrite an existing file unless ``overwrite=True``; writes to ``path.partial``
-    first, so an interrupted run leaves no half file under ``path``. Written: ``images``
-    (N, 64, 64, 3) uint8 and ``labels`` (N, 6) float64 in C order, as the official file.
+    Refuses to overwrite an existing file unless ``overwrite=True``; writes a temporary file beside
+    it first (:mod:`dislab.io`), so an interrupted run leaves no half file under ``path``. Written:
+    ``images`` (N, 64, 64, 3) uint8 and ``labels`` (N, 6) float64 in C order, as the official file.
     """
     import h5py
 
@@ -703,25 +704,20 @@ def render_to_file(
     factors = np.stack([g.reshape(-1) for g in grids], axis=1)
     labels = np.stack([FACTOR_VALUES[j][factors[:, j]] for j in range(6)], axis=1)
     n = factors.shape[0]
-    tmp = path + ".partial"
     starts = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"shapes3d -> {os.path.basename(path)}", unit="batch")
-    try:
-        with h5py.File(tmp, "w") as f:
-            images = f.create_dataset("images", shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3),
-                                      dtype=np.uint8)
-            f.create_dataset("labels", data=labels.astype(np.float64))
-            for s in starts:
-                x = data.images_uint8(factors[s:s + batch_size])
-                images[s:s + len(x)] = x.transpose(0, 2, 3, 1)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, path)
+    from dislab.io import atomic_path
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        images = f.create_dataset("images", shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3),
+                                  dtype=np.uint8)
+        f.create_dataset("labels", data=labels.astype(np.float64))
+        for s in starts:
+            x = data.images_uint8(factors[s:s + batch_size])
+            images[s:s + len(x)] = x.transpose(0, 2, 3, 1)
     return path
 
 

@@ -12,11 +12,11 @@ Format ("binary matrix", little endian): int32 magic (507333717 = 0x1E3D4C55 uns
 ``dat`` is (N, 2, 96, 96) bytes (stereo pair), ``cat`` (N,) int32 category, ``info`` (N, 4)
 int32 (instance, elevation, azimuth 0, 2, ..., 34, lighting).
 
-As in disentanglement_lib (REFERENCE.md §2.2): training and testing chunks are pooled
-(48,600 images), only the left camera is used, images are resized to 64x64 with Pillow's
-LANCZOS filter (the filter formerly called ANTIALIAS), the azimuth label is halved and the
-factors are category 5, elevation 9, azimuth 18, lighting 6 (``observation_shape`` (1, 64, 64)).
-The bytes are read as *unsigned* (the format's byte matrix).
+As in disentanglement_lib (``data/ground_truth/norb.py``): training and testing chunks are pooled
+(48,600 images), only the left camera is used, images are resized to 64x64 with Pillow's LANCZOS
+filter (the filter formerly called ANTIALIAS), the azimuth label is halved and the factors are
+category 5, elevation 9, azimuth 18, lighting 6 (``observation_shape`` (1, 64, 64)). The bytes are
+read as *unsigned* (the format's byte matrix).
 
 The object instance (10 per category) is a nuisance: each factor vector has ~10 images.
 ``instance="fixed"`` (default) picks one of them by a fixed hash of the flat index, so the

@@ -6,8 +6,6 @@ Every metric is ``score(data, representation, rng, **params) -> dict[str, float]
 :func:`score` for codes and factors you already have as arrays.
 """
 
-import importlib
-
 from dislab.metrics.arrays import score, score_records
 from dislab.metrics.base import (
     CodeTable,
@@ -19,38 +17,16 @@ from dislab.metrics.base import (
     posterior_index,
 )
 from dislab.metrics.cache import encode_grid, model_representation
-from dislab.metrics.registry import available, default_metrics, get_metric, register_metric
+from dislab.metrics.registry import (
+    available,
+    default_metrics,
+    get,
+    get_metric,
+    names,
+    register,
+    register_metric,
+)
 from dislab.metrics.suite import evaluate, evaluate_run, run_metrics
-
-# Each module registers its metric(s) on import.
-_METRIC_MODULES = [
-    "beta_vae",
-    "factor_vae",
-    "mig",
-    "sap",
-    "dci",
-    "modularity",
-    "irs",
-    "unsupervised",
-    "downstream",
-    "dotran",
-    "chen_mig",
-    "elbo_decomposition",
-    "mcc",
-    "dci_es",
-    "infomec",
-    "mig_sup",
-    "dcimig",
-    "fairness",
-    "reduced_downstream",
-    "strong_downstream",
-]
-for _name in _METRIC_MODULES:
-    try:
-        importlib.import_module(f"dislab.metrics.{_name}")
-    except ModuleNotFoundError as _e:  # a metric module not written yet
-        if _e.name != f"dislab.metrics.{_name}":
-            raise
 
 __all__ = [
     "CodeTable",
@@ -64,11 +40,39 @@ __all__ = [
     "encode_index",
     "evaluate",
     "evaluate_run",
+    "get",
     "get_metric",
     "model_representation",
+    "names",
     "posterior_index",
+    "register",
     "register_metric",
     "run_metrics",
     "score",
     "score_records",
 ]
+
+# Each module registers its metric(s) on import. The imports are explicit: a module that fails
+# to import raises here instead of dropping its metrics silently.
+from dislab.metrics import (  # noqa: E402, F401
+    beta_vae,
+    chen_mig,
+    dci,
+    dci_es,
+    dcimig,
+    dotran,
+    downstream,
+    elbo_decomposition,
+    factor_vae,
+    fairness,
+    infomec,
+    irs,
+    mcc,
+    mig,
+    mig_sup,
+    modularity,
+    reduced_downstream,
+    sap,
+    strong_downstream,
+    unsupervised,
+)

@@ -250,7 +250,6 @@ class CodeTable:
 
         A partial or reordered table keeps its ``index`` (or ``factors``)."""
         import json
-        import os
 
         arrays: dict[str, Any] = {"mean": self.mean}
         if self.logvar is not None:
@@ -261,14 +260,10 @@ class CodeTable:
             arrays["index"] = self.index
         if self.factors is not None:
             arrays["factors"] = self.factors
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from dislab.io import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: str) -> CodeTable:

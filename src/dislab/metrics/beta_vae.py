@@ -62,13 +62,14 @@ def beta_vae_score(
 ) -> dict[str, float]:
     """BetaVAE score: accuracy of predicting the fixed factor from mean |z1 - z2|.
 
-    Defaults from the study's ``beta_vae_sklearn.gin`` (batch_size 64, num_train 10000,
-    num_eval 5000; REFERENCE.md §4). Classifier: ``LogisticRegression`` with the defaults of
-    scikit-learn >= 0.22 pinned explicitly (lbfgs, multinomial, C=1, max_iter=100), because
-    disentanglement_lib's unpinned defaults changed between versions (REFERENCE.md §9.12).
-    ``sklearn="2019"``: the study's scikit-learn's ``LogisticRegression()``, liblinear
-    one-vs-rest (:func:`dislab.metrics.utils.logistic_regression`; docs/fidelity.md).
-    The train accuracy is computed once (dlib computes it twice, §9.11).
+    Defaults from the study's ``beta_vae_sklearn.gin`` (batch_size 64, num_train 10000, num_eval
+    5000; disentanglement_lib ``config/unsupervised_study_v1/metric_configs/``). Classifier:
+    ``LogisticRegression`` with the defaults of scikit-learn >= 0.22 pinned explicitly (lbfgs,
+    multinomial, C=1, max_iter=100), because disentanglement_lib's unpinned defaults changed between
+    versions (scikit-learn 0.22 release notes). ``sklearn="2019"``: the study's scikit-learn's
+    ``LogisticRegression()``, liblinear one-vs-rest
+    (:func:`dislab.metrics.utils.logistic_regression`; docs/fidelity.md). The train accuracy is
+    computed once (dlib's ``compute_beta_vae_sklearn`` computes it twice).
 
     Returns ``train_accuracy`` and ``eval_accuracy``.
     """

@@ -2,8 +2,8 @@
 
 * ``"reference"``: ``sklearn.ensemble.GradientBoostingClassifier()`` with its defaults
   (100 stages, learning rate 0.1, depth 3, subsample 1), as disentanglement_lib's
-  ``gradient_boosting_classifier`` (REFERENCE.md §4). Slow: one exact tree per class and
-  stage, each re-sorting the features at every node (minutes for DCI on dSprites).
+  ``gradient_boosting_classifier`` (``evaluation/metrics/utils.py``). Slow: one exact tree per
+  class and stage, each re-sorting the features at every node (minutes for DCI on dSprites).
 * ``"fast"`` (default): the same algorithm compiled with numba
   (:class:`dislab.metrics.fastgbt.ExactGBClassifier`), typically 10-20 times faster; it grows
   the same trees up to floating-point rounding and exact-tie breaking.

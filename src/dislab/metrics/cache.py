@@ -10,14 +10,12 @@ Speed (``benchmarks/metrics_speed.py`` measures it against a plain eval-mode loo
 the encoder is traced and frozen with TorchScript (``torch.jit.freeze`` +
 ``optimize_for_inference``: convolutions fused with their ReLUs on oneDNN), checked against
 the eager encoder on the first batch (falling back to eager, channels-last, if tracing fails
-or disagrees); batches of 128 (full dSprites grid on the 2-core CPU: 13,964 img/s, against 7,709
-with batches of 1024); images moved as uint8 and converted to float on the fly; on CPU
-either one batch at a time on all intra-op threads or one worker thread per torch thread,
-each encoding whole batches on one intra-op thread, whichever a short timing finds faster
-(the frozen encoder and the choice are kept for later calls). Which wins depends on the CPU:
-on the idle AVX2 2-core machine the workers (1.51x a plain loop); on the AVX-512 (Zen 5)
-machine one batch at a time (about 24,700 against 22,000-24,300 img/s). On GPU one batch at
-a time, the next one loaded meanwhile.
+or disagrees); batches of 128 (faster than larger batches on CPU); images moved as uint8
+and converted to float on the fly; on CPU either one batch at a time on all intra-op
+threads or one worker thread per torch thread, each encoding whole batches on one intra-op
+thread, whichever a short timing finds faster (the frozen encoder and the choice are kept
+for later calls; which wins depends on the CPU). On GPU one batch at a time, the next one
+loaded meanwhile. The measurements are in ``docs/metrics.md`` (section on speed).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Unlike disentanglement_lib's histogram MIG (:mod:`dislab.metrics.mig`), the paper works with
 the stochastic encoder over the *whole* data set (official code rtqichen/beta-tcvae,
-``disentanglement_metrics.py``; REFERENCE.md Part B):
+``disentanglement_metrics.py``; Chen et al. 2018):
 
 * one sample ``z_n ~ q(z|x_n)`` per grid point; ``H(z_j) = -E log q(z_j)`` with
   ``q(z_j) = (1/N) sum_n q(z_j|x_n)``, averaged over up to 10 000 of the samples;

@@ -6,7 +6,7 @@ One gradient-boosted classifier per factor on all codes gives the importance mat
 share of the total importance; completeness: per factor ``1 - H_d(R_.k / sum R_.k)`` weighted
 by the factor's share. Informativeness is the classifiers' mean accuracy on the training and
 on the test codes (disentanglement_lib stores accuracies in variables named ``*_err`` and
-``*_loss``, REFERENCE.md §9.8; here they are named for what they are).
+``*_loss`` in ``evaluation/metrics/dci.py``; here they are named for what they are).
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def dci(
 ) -> dict[str, float]:
     """DCI disentanglement, completeness and informativeness (accuracy).
 
-    Defaults from the study's ``dci.gin``: num_train 10000, num_test 5000 (REFERENCE.md §4).
+    Defaults from the study's ``dci.gin``: num_train 10000, num_test 5000
+    (disentanglement_lib ``config/unsupervised_study_v1/metric_configs/dci.gin``).
     ``booster="reference"`` is disentanglement_lib's ``GradientBoostingClassifier()``;
     the default ``"fast"`` runs the same algorithm compiled with numba (see
     :mod:`dislab.metrics.boosting`), 10-20 times faster. Returns ``disentanglement``,

@@ -1,7 +1,7 @@
 """Do & Tran 2020, *Theory and Evaluation Metrics for Learning Disentangled Representations*.
 
 Informativeness, separability and interpretability of a stochastic encoder ``q(z|x)`` over a
-full-grid data set (official code clarken92/DisentanglementMetrics; REFERENCE.md Part B):
+full-grid data set (Do & Tran 2020, ICLR; official code clarken92/DisentanglementMetrics):
 
 * informativeness ``I(x, z_i)`` of each latent; weights ``rho_i = I(x,z_i) / sum_j I(x,z_j)``;
 * separability ``SEP_i = I(z_i, z_!i) = H(z_i) + H(z_!i) - H(z)`` (``WSEP``, lower is better),
@@ -383,7 +383,7 @@ def _sampling(
         log_p_v = np.log(p_y[labels[gen, k]])
         h_zy[:, k] = -(res["cond"][k] + log_p_v[:, None]).mean(axis=0)
         mi_zy[:, k] = h_zi + h_y[k] - h_zy[:, k]
-    # Differential -> quantised joint entropy: H_q ~= H_diff - log(width) (REFERENCE Part B),
+    # Differential -> quantised joint entropy: H_q ~= H_diff - log(width) (Do & Tran 2020),
     # so the normalised JEMMIG is comparable with the quantised estimator's.
     width = (bin_limits[1] - bin_limits[0]) / num_bins_interpretability
     out = combine(h_zi, h_zi_x, h_z, h_not, mi_zy, h_zy - np.log(width), h_y,

@@ -125,12 +125,12 @@ def downstream_logistic_regression(
 ) -> dict[str, float]:
     """Downstream accuracy of logistic regression, and sample efficiency acc@100/acc@10000.
 
-    Defaults from the study's ``downstream_task_logistic_regression.gin``: num_train
-    [10, 100, 1000, 10000], num_test 5000, ``LogisticRegressionCV(Cs=10, cv=KFold(5))``
-    (REFERENCE.md §4; fewer folds when there are fewer than 5 points, a factor seen with one
-    value predicts that value). Keys as dlib: ``"<n>:mean_test_accuracy"`` etc., plus
-    ``sample_efficiency``. ``sklearn="2019"``: one-vs-rest, as the study's scikit-learn
-    (:func:`dislab.metrics.utils.logistic_regression_cv`).
+    Defaults from the study's ``downstream_task_logistic_regression.gin``: num_train [10, 100, 1000,
+    10000], num_test 5000, ``LogisticRegressionCV(Cs=10, cv=KFold(5))`` (disentanglement_lib
+    ``evaluation/metrics/utils.py``, ``logistic_regression_cv``; fewer folds when there are fewer
+    than 5 points, a factor seen with one value predicts that value). Keys as dlib:
+    ``"<n>:mean_test_accuracy"`` etc., plus ``sample_efficiency``. ``sklearn="2019"``: one-vs-rest,
+    as the study's scikit-learn (:func:`dislab.metrics.utils.logistic_regression_cv`).
     """
     return downstream_task(data, representation, rng, "logistic_regression", num_train,
                            num_test, sklearn=sklearn)

@@ -1,7 +1,7 @@
 """ELBO decomposition of Chen et al. 2018 (*Isolating Sources of Disentanglement in VAEs*).
 
 The KL term of the ELBO averaged over the data set splits into three parts
-(official code rtqichen/beta-tcvae ``elbo_decomposition.py``; REFERENCE.md Part B)::
+(Chen et al. 2018; official code rtqichen/beta-tcvae ``elbo_decomposition.py``)::
 
     E_x KL(q(z|x) || p(z)) = I_q(x; z)                          index-code mutual information
                            + KL(q(z) || prod_j q(z_j))            total correlation

@@ -61,12 +61,12 @@ def factor_vae_score(
 ) -> dict[str, float]:
     """FactorVAE score: majority-vote accuracy of the least-variance dimension.
 
-    Defaults from the study's ``factor_vae_metric.gin`` (batch_size 64, num_train 10000,
-    num_eval 5000, num_variance_estimate 10000, ``prune_dims.threshold`` 0.05; the function
-    default in disentanglement_lib is 0). Fixes against disentanglement_lib (REFERENCE.md
-    §9.2): ``num_active_dims`` is the number of active dimensions (dlib reports the total), and
-    a dimension with zero global variance is never active (dlib divides 0/0 when the threshold
-    is 0 and every vote goes to dimension 0).
+    Defaults from the study's ``factor_vae_metric.gin`` (batch_size 64, num_train 10000, num_eval
+    5000, num_variance_estimate 10000, ``prune_dims.threshold`` 0.05; the function default in
+    disentanglement_lib is 0). Fixes against disentanglement_lib
+    (``evaluation/metrics/factor_vae.py``, ``compute_factor_vae``): ``num_active_dims`` is the
+    number of active dimensions (dlib reports the total), and a dimension with zero global variance
+    is never active (dlib divides 0/0 when the threshold is 0 and every vote goes to dimension 0).
 
     Returns ``train_accuracy``, ``eval_accuracy``, ``num_active_dims``; all 0 when no
     dimension is active.

@@ -1,12 +1,12 @@
 """scikit-learn's ``GradientBoostingClassifier()`` algorithm, compiled with numba.
 
-disentanglement_lib's DCI and downstream task use ``GradientBoostingClassifier()`` with its
-defaults (REFERENCE.md §4): 100 stages, learning rate 0.1, one depth-3 regression tree per
-class and stage on the negative gradient of the multinomial (or binomial) deviance, squared
-error splits (friedman_mse ranks splits identically with unit weights), no leaf-size floor,
-a Newton step per leaf (times ``(K-1)/K`` for K > 2 classes), the class prior as the
-initial prediction, and impurity importances averaged over the trees. This module runs the
-same algorithm, with changes that do not alter the result:
+disentanglement_lib's DCI and downstream task use ``GradientBoostingClassifier()`` with its defaults
+(``evaluation/metrics/utils.py``, ``gradient_boosting_classifier``): 100 stages, learning rate 0.1,
+one depth-3 regression tree per class and stage on the negative gradient of the multinomial (or
+binomial) deviance, squared error splits (friedman_mse ranks splits identically with unit weights),
+no leaf-size floor, a Newton step per leaf (times ``(K-1)/K`` for K > 2 classes), the class prior as
+the initial prediction, and impurity importances averaged over the trees. This module runs the same
+algorithm, with changes that do not alter the result:
 
 * every feature is sorted once, not at every node; level by level, each node's samples are
   one contiguous run of every feature's sorted list (a branch-free stable partition of the
@@ -18,10 +18,8 @@ same algorithm, with changes that do not alter the result:
 * exact ties between split candidates are broken by a random feature order drawn from the
   seed (scikit-learn also visits features in a random order; only the random stream differs).
 
-The partitioned scan grows bit-identical trees to the previous node-lookup scan (same sums in
-the same order, same divisions). On dSprites-like codes (``benchmarks/gbt_speed.py`` times
-both in one run) it measured 1.8x faster with one thread and 1.4x with two, on a 2-core
-machine shared with two other busy processes; idle-machine figures are not yet measured.
+``tests/test_metrics_fastgbt.py`` checks that the trees equal scikit-learn's; the speed
+against scikit-learn (``benchmarks/gbt_speed.py``) is in ``docs/metrics.md``.
 
 Without numba installed, :class:`ExactGBClassifier` is unavailable (``available()`` is False)
 and DCI / the downstream task fall back to scikit-learn itself.

@@ -65,11 +65,11 @@ def irs(
 ) -> dict[str, float]:
     """IRS.
 
-    Not in the study; defaults from disentanglement_lib's ``config/sample/irs/irs.gin``
-    (num_train 10000, histogram discretizer of the *factors* with 20 bins) and the function
-    default ``diff_quantile=0.99`` (REFERENCE.md §4). Constant code dimensions are dropped;
-    none left gives 0. ``num_active_dims`` counts the remaining dimensions (dlib sums the code
-    values, §9.3). Returns ``IRS`` and ``num_active_dims``.
+    Not in the study; defaults from disentanglement_lib's ``config/sample/irs/irs.gin`` (num_train
+    10000, histogram discretizer of the *factors* with 20 bins) and the function default
+    ``diff_quantile=0.99`` (``evaluation/metrics/irs.py``, ``compute_irs``). Constant code
+    dimensions are dropped; none left gives 0. ``num_active_dims`` counts the remaining dimensions
+    (dlib sums the code values in ``compute_irs``). Returns ``IRS`` and ``num_active_dims``.
     """
     data = check_data(data)
     num_train = check_count(num_train, 2, "num_train")

@@ -54,9 +54,9 @@ def mig(
     """MIG, histogram estimator (disentanglement_lib ``mig.py``).
 
     Defaults from the study's ``mig.gin``: num_train 10000, histogram discretizer, 20 bins
-    (REFERENCE.md §4). ``discretizer="identity"`` uses the code values as labels, as in
-    disentanglement_lib's unit tests. Returns ``discrete_mig`` and ``mig_factor_<name>``
-    (the normalised gap of each factor).
+    (disentanglement_lib ``config/unsupervised_study_v1/metric_configs/mig.gin``).
+    ``discretizer="identity"`` uses the code values as labels, as in disentanglement_lib's unit
+    tests. Returns ``discrete_mig`` and ``mig_factor_<name>`` (the normalised gap of each factor).
     """
     data = check_data(data)
     num_train = check_count(num_train, 2, "num_train")

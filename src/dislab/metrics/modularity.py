@@ -73,7 +73,8 @@ def modularity_explicitness(
     """Modularity (histogram MI) and explicitness (logistic-regression ROC AUC).
 
     Defaults from the study's ``modularity_explicitness.gin``: num_train 10000, num_test 5000,
-    histogram discretizer with 20 bins (REFERENCE.md §4). The logistic regression pins the
+    histogram discretizer with 20 bins (disentanglement_lib
+    ``config/unsupervised_study_v1/metric_configs/``). The logistic regression pins the
     scikit-learn >= 0.22 defaults (lbfgs, C=1, max_iter=100); ``sklearn="2019"``: the study's
     liblinear one-vs-rest (:func:`dislab.metrics.utils.logistic_regression`). Returns
     ``modularity_score``, ``explicitness_score_train``, ``explicitness_score_test``.

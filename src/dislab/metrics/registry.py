@@ -25,7 +25,8 @@ from typing import Any
 
 from dislab.metrics.base import MetricError
 
-__all__ = ["MetricSpec", "register_metric", "get_metric", "available", "default_metrics"]
+__all__ = ["MetricSpec", "register", "get", "names", "register_metric", "get_metric", "available",
+           "default_metrics"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,13 @@ def available() -> list[str]:
     """Names of all registered metrics, sorted."""
     _load_all()
     return sorted(_REGISTRY)
+
+
+#: The registry vocabulary shared with :mod:`dislab.data` and :mod:`dislab.models`:
+#: ``register`` (decorator), ``get`` (one entry, clear error if unknown), ``names`` (sorted).
+register = register_metric
+get = get_metric
+names = available
 
 
 def default_metrics() -> list[str]:

@@ -74,14 +74,14 @@ def sap_score(
 ) -> dict[str, float]:
     """SAP score.
 
-    Defaults from the study's ``sap_score.gin``: num_train 10000, num_test 5000,
-    continuous_factors False (REFERENCE.md §4). The SVM is solved in the primal
-    (``dual=False``): the squared-hinge objective has one optimum, so this gives the dual
-    solver's answer (dlib's sklearn default) up to tolerance, many times faster on one
-    feature, and does not depend on sklearn's changing ``dual`` default (§9.12). SAP is not
-    invariant to rescaling a code (C is fixed). ``sklearn="2019"``: ``dual=True`` as the
-    study's scikit-learn, which stops at 1000 iterations on large codes before converging
-    (docs/fidelity.md has the effect). Returns ``SAP_score``.
+    Defaults from the study's ``sap_score.gin``: num_train 10000, num_test 5000, continuous_factors
+    False (disentanglement_lib ``config/unsupervised_study_v1/metric_configs/sap_score.gin``). The
+    SVM is solved in the primal (``dual=False``): the squared-hinge objective has one optimum, so
+    this gives the dual solver's answer (dlib's sklearn default) up to tolerance, many times faster
+    on one feature, and does not depend on sklearn's changing ``dual`` default. SAP is not invariant
+    to rescaling a code (C is fixed). ``sklearn="2019"``: ``dual=True`` as the study's scikit-learn,
+    which stops at 1000 iterations on large codes before converging (docs/fidelity.md has the
+    effect). Returns ``SAP_score``.
     """
     data = check_data(data)
     num_train = check_count(num_train, 2, "num_train")

@@ -277,9 +277,9 @@ def evaluate(
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    from dislab.io import write_json
+
+    write_json(path, _clean(obj), indent=2)
 
 
 def evaluate_run(

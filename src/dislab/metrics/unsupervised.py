@@ -48,10 +48,10 @@ def gaussian_total_correlation(cov: np.ndarray) -> float:
 def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
     """``2 tr C - 2 tr sqrtm(C diag(C))`` for ``cov (d, d)``, always real.
 
-    disentanglement_lib takes ``scipy.linalg.sqrtm`` of the non-symmetric ``C D``, which comes
-    out complex for singular covariances (REFERENCE.md §9.10). ``C D`` has the eigenvalues of
-    the symmetric PSD ``D^1/2 C D^1/2``, so the trace of its square root is the sum of their
-    square roots (negative round-off clipped to 0).
+    disentanglement_lib takes ``scipy.linalg.sqrtm`` of the non-symmetric ``C D``, which comes out
+    complex for singular covariances (``evaluation/metrics/unsupervised_metrics.py``). ``C D`` has
+    the eigenvalues of the symmetric PSD ``D^1/2 C D^1/2``, so the trace of its square root is the
+    sum of their square roots (negative round-off clipped to 0).
     """
     cov = np.asarray(cov, dtype=np.float64)
     root = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -105,11 +105,12 @@ def unsupervised_scores(
 ) -> dict[str, float]:
     """Gaussian TC, Gaussian Wasserstein dependency and MI score of mean (and sampled) codes.
 
-    Defaults from the study's ``unsupervised.gin``: num_train 10000, histogram discretizer
-    with 20 bins (REFERENCE.md §4). The sampled codes use the same points and ``rng`` for the
-    noise (dlib draws it in the TF graph, outside the evaluation seed, §9.9). ``sampled`` is
-    skipped silently when the representation has no posterior (a code table without logvar or
-    a function returning one array).
+    Defaults from the study's ``unsupervised.gin``: num_train 10000, histogram discretizer with 20
+    bins (``config/unsupervised_study_v1/metric_configs/unsupervised.gin``). The sampled codes use
+    the same points and ``rng`` for the noise (dlib draws it in the TF graph, outside the evaluation
+    seed: ``postprocessing/methods.py``, ``sampled_representation``). ``sampled`` is skipped
+    silently when the representation has no posterior (a code table without logvar or a function
+    returning one array).
     """
     data = check_data(data, needs_factors=False)
     num_train = check_count(num_train, 2, "num_train")

@@ -1,7 +1,8 @@
 """Shared pieces of the metrics: sampling codes, discretisation, discrete information, splits.
 
 Conventions: codes are ``(n, d)`` and factors ``(n, K)`` (one row per observation; note that
-disentanglement_lib transposes both, REFERENCE.md §4). Information is in nats.
+disentanglement_lib transposes both: ``evaluation/metrics/utils.py``,
+``generate_batch_factor_code``). Information is in nats.
 """
 
 from __future__ import annotations
@@ -96,9 +97,9 @@ def sample_codes(
 def histogram_discretize(target: np.ndarray, num_bins: int = 20) -> np.ndarray:
     """Equal-width histogram labels ``1..num_bins`` of each column of ``target (n, d)``.
 
-    As disentanglement_lib's ``_histogram_discretize`` (``np.digitize`` against
-    ``np.histogram``'s edges without the last), but column-wise on ``(n, d)``. Default 20 bins:
-    the study's ``discretizer.num_bins`` (REFERENCE.md §4).
+    As disentanglement_lib's ``_histogram_discretize`` (``np.digitize`` against ``np.histogram``'s
+    edges without the last), but column-wise on ``(n, d)``. Default 20 bins: the study's
+    ``discretizer.num_bins`` (``config/unsupervised_study_v1/metric_configs/mig.gin``).
     """
     target = np.asarray(target)
     if target.ndim == 1:

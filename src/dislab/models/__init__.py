@@ -1,18 +1,34 @@
-"""Methods: one file each, one interface (:class:`dislab.models.base.Method`)."""
+"""Methods: one file each, one interface (:class:`dislab.models.base.Method`).
+
+Registry: ``register`` (class decorator), ``get(name)`` (the class), ``names()``,
+``create(name, ...)``. Every method module is imported below, explicitly: a module that
+fails to import raises here instead of dropping its method silently.
+"""
 
 from __future__ import annotations
 
-import importlib
+from dislab.models.base import (
+    HParam,
+    Method,
+    available,
+    create,
+    get,
+    get_class,
+    names,
+    register,
+)
 
-from dislab.models.base import HParam, Method, available, create, get_class, register
+__all__ = ["HParam", "Method", "available", "create", "get", "get_class", "names", "register"]
 
-__all__ = ["HParam", "Method", "available", "create", "get_class", "register"]
-
-_MODULES = ["beta_vae", "annealed_vae", "factor_vae", "dip_vae", "beta_tcvae", "aae",
-            "slow_vae", "pcl", "ada_gvae"]
-for _m in _MODULES:
-    try:
-        importlib.import_module(f"dislab.models.{_m}")
-    except ModuleNotFoundError as _e:  # a module not written yet; anything else is a bug
-        if _e.name != f"dislab.models.{_m}":
-            raise
+# Each module registers its method with ``@register``.
+from dislab.models import (  # noqa: E402, F401
+    aae,
+    ada_gvae,
+    annealed_vae,
+    beta_tcvae,
+    beta_vae,
+    dip_vae,
+    factor_vae,
+    pcl,
+    slow_vae,
+)

@@ -5,9 +5,9 @@ Discriminator:  ``loss_disc = −(½ mean log p_0(D(z_p)) + ½ mean log p_1(D(z)
 
 ``z`` are the encoder's codes (``encoder="gaussian"``: ``z ~ q(z|x)``, default;
 ``"deterministic"``: ``z = μ(x)`` and ``encode`` reports ``logvar = log 1e-8``),
-``z_p ~ N(0, I)`` prior samples, class 0 = prior, class 1 = encoder. ``w`` = ``gen_weight``,
-default 10 (Do & Tran's dSprites sweep {10, 20, 50}; REFERENCE.md Part B). There is no KL term
-(the KL is logged for the Gaussian encoder as a diagnostic). Discriminator and its Adam as
+``z_p ~ N(0, I)`` prior samples, class 0 = prior, class 1 = encoder. ``w`` = ``gen_weight``, default
+10 (Do & Tran's dSprites sweep {10, 20, 50} in clarken92/DisentanglementMetrics). There is no KL
+term (the KL is logged for the Gaussian encoder as a diagnostic). Discriminator and its Adam as
 FactorVAE's. :meth:`AAE.loss` returns ``loss_ae + loss_disc`` with disjoint gradients (see
 :mod:`dislab.models.factor_vae`); one step updates both networks once.
 

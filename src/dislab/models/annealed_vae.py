@@ -2,7 +2,8 @@
 
 ``C(t) = min(c_max, c_max · t / iteration_threshold)``, ``t`` = the training step (0 at the
 start; disentanglement_lib uses the global step). Study: γ = 1000, iteration_threshold =
-100 000, c_max ∈ {5, 10, 25, 50, 75, 100} (REFERENCE.md §3.2).
+100 000, c_max ∈ {5, 10, 25, 50, 75, 100} (disentanglement_lib
+``config/unsupervised_study_v1/sweep.py``).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from torch import nn
 
 from dislab.errors import DislabError
 
-__all__ = ["HParam", "Method", "register", "create", "available", "get_class"]
+__all__ = ["HParam", "Method", "register", "get", "names", "create", "available", "get_class"]
 
 
 _SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
@@ -171,7 +171,7 @@ class Method(nn.Module):
     def configure_optimizers(
         self, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
     ) -> dict[str, torch.optim.Optimizer]:
-        """One Adam on all parameters; defaults are the study's (REFERENCE.md §3.4)."""
+        """One Adam on all parameters; defaults are the study's (``shared.gin``)."""
         return {"model": torch.optim.Adam(self.parameters(), lr=lr, betas=betas, eps=eps)}
 
     def training_step(
@@ -242,7 +242,7 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def get_class(name: str) -> type[Method]:
+def get(name: str) -> type[Method]:
     """The method class registered under ``name`` (clear error listing the known names)."""
     key = name.lower().replace("-", "_")
     if key not in _REGISTRY:
@@ -251,6 +251,15 @@ def get_class(name: str) -> type[Method]:
             "(see `dislab models`)."
         )
     return _REGISTRY[key]
+
+
+#: Former name of :func:`get`.
+get_class = get
+
+
+def names() -> list[str]:
+    """Registered method names, sorted."""
+    return sorted(_REGISTRY)
 
 
 def available() -> dict[str, type[Method]]:

@@ -10,7 +10,7 @@ data set size N, which the trainer passes as ``dataset_size=len(data)``.
 The logged ``tc`` includes the ``log(N B)`` constants when N is known; without N, MWS falls back
 to disentanglement_lib's constant-free convention (lower by ``(d − 1) log(N B)``; gradients are
 identical). MSS requires N (a clear error at the first loss otherwise).
-Study sweep β ∈ {1, 2, 4, 6, 8, 10} (REFERENCE.md §3.2).
+Study sweep β ∈ {1, 2, 4, 6, 8, 10} (disentanglement_lib ``config/unsupervised_study_v1/sweep.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """β-VAE (Higgins et al. 2017): ``loss = recon + β · KL(q(z|x) || N(0, I))``.
 
 disentanglement_lib ``BetaVAE`` (gin name ``vae``); study sweep β ∈ {1, 2, 4, 6, 8, 16}
-(REFERENCE.md §3.2).
+(``config/unsupervised_study_v1/sweep.py``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
 * DIP-VAE-II: ``C = Cov_batch[μ(x)] + mean_batch diag(exp(logvar(x)))`` (covariance of z under
   the aggregate posterior).
 
-Study: λ_od ∈ {1, 2, 5, 10, 20, 50}; lambda_d_factor 10 (I) and 1 (II) (REFERENCE.md §3.2).
+Study: λ_od ∈ {1, 2, 5, 10, 20, 50}; lambda_d_factor 10 (I) and 1 (II) (disentanglement_lib
+``config/unsupervised_study_v1/sweep.py``).
 """
 
 from __future__ import annotations

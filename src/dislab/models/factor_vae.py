@@ -1,4 +1,5 @@
-"""FactorVAE (Kim & Mnih 2018), as disentanglement_lib implements it (REFERENCE.md §3.2).
+"""FactorVAE (Kim & Mnih 2018), as disentanglement_lib implements it
+(``methods/unsupervised/vae.py``, ``FactorVAE.model_fn``).
 
 VAE:            ``loss_vae  = recon + KL + γ · TC``,  ``TC ≈ mean_batch [D(z)_0 − D(z)_1]``
 Discriminator:  ``loss_disc = −(½ mean log p_0(z) + ½ mean log p_1(z̃))``

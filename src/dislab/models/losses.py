@@ -1,6 +1,6 @@
 """Loss terms shared by the methods, as pure functions (each tested against its formula).
 
-Reconstruction (REFERENCE.md §3.1, disentanglement_lib ``losses.py``): decoders output logits.
+Reconstruction (disentanglement_lib ``methods/shared/losses.py``): decoders output logits.
 
 * ``"bernoulli"`` (study default): per sample ``sum_pixels BCE_with_logits(logits, x)`` with
   ``x`` in [0, 1] (not binarised), mean over the batch.

@@ -1,6 +1,7 @@
 """Shared base of the VAE-family methods: Gaussian encoder, decoder of logits, ELBO terms.
 
-The common objective (disentanglement_lib ``BaseVAE.model_fn``; REFERENCE.md §3.1)::
+The common objective (disentanglement_lib ``methods/unsupervised/vae.py``,
+``BaseVAE.model_fn``)::
 
     z = mu + exp(logvar / 2) * eps,   eps ~ N(0, I)
     recon = mean_batch sum_pixels -log p(x | z)          (see dislab.models.losses)

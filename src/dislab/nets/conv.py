@@ -1,4 +1,5 @@
-"""disentanglement_lib's convolutional encoder and decoder (REFERENCE.md §3.3).
+"""disentanglement_lib's convolutional encoder and decoder
+(``methods/shared/architectures.py``: ``conv_encoder``, ``deconv_decoder``).
 
 The study architecture ("row 3 of Table 1 of the β-VAE paper"), for 64×64 images with 1 or 3
 channels (any size divisible by 16 works; the fully connected sizes follow). TF "same" padding

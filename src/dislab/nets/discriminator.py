@@ -1,4 +1,5 @@
-"""The FactorVAE discriminator (disentanglement_lib ``fc_discriminator``; REFERENCE.md §3.2).
+"""The FactorVAE discriminator (disentanglement_lib ``fc_discriminator``,
+``methods/shared/architectures.py``).
 
 ``num_layers`` (default 6, disentanglement_lib; 5 in Do & Tran's and other PyTorch code) dense
 layers of ``hidden`` = 1000 units with leaky ReLU (slope 0.2, the TF default), then a dense layer

@@ -1,6 +1,7 @@
 """Fully connected encoder / decoder: disentanglement_lib's ``fc_encoder`` / ``fc_decoder``.
 
-These are the MLPs of the β-TCVAE paper (Chen et al. 2018, dSprites; REFERENCE.md §3.3):
+These are the MLPs of the β-TCVAE paper (Chen et al. 2018, dSprites; disentanglement_lib
+``methods/shared/architectures.py``):
 encoder flatten → 1200 ReLU → 1200 ReLU → heads (mean, logvar); decoder 1200 tanh ×3 →
 prod(observation_shape) logits → reshape. Glorot-uniform weights, zero biases (TF1 defaults).
 Work for any observation shape (images or vectors).

@@ -23,13 +23,13 @@ resumed study never duplicates a row: a run folder is one row. Read it with
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from dislab.errors import DislabError
+from dislab.io import as_float, atomic_path
 from dislab.status import effective_status
 from dislab.study.runner import read_json
 
@@ -44,7 +44,9 @@ def _flatten(prefix: str, obj: Any, out: dict[str, Any]) -> None:
             _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
         return
     if isinstance(obj, str) and obj in ("nan", "inf", "-inf"):
-        obj = float(obj)  # written as strings by the runner (JSON has no NaN)
+        obj = as_float(obj)  # the strings of older result.json files
+    elif obj is None and prefix.startswith(("metric.", "final.")):
+        obj = math.nan  # non-finite numbers are stored as null (dislab.io)
     if isinstance(obj, (list, tuple)):
         if all(isinstance(x, (int, float, bool)) for x in obj):
             # small numeric lists (e.g. factor sizes) become a string: Parquet columns are
@@ -135,9 +137,8 @@ def write_table(study_dir: str | Path, out: str | Path | None = None) -> Path:
     (default ``study_dir/results.parquet``)."""
     frame = collect(study_dir)
     path = Path(out) if out else Path(study_dir) / TABLE_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
     return path
 
 

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from dislab import tiny
+from dislab.errors import DislabError
 from dislab.study.spec import StudySpec
 
 __all__ = [
@@ -40,9 +41,9 @@ __all__ = [
     "eval_seconds",
 ]
 
-#: Used when a training step cannot be measured on this machine (no models installed): the
+#: Used when a training step cannot be measured on this machine (or with --no-measure): the
 #: seconds of one Adam step of the study's conv VAE at batch 64 on one CPU core (measured on
-#: the 2-core development machine of dislab; a GPU is ~50x faster).
+#: the 2-core development machine of dislab; docs/training.md has measured speeds).
 SECONDS_PER_STEP_FALLBACK = 0.05
 #: Seconds of each metric at its study defaults on a cached code table: docs/metrics.md,
 #: "2026-11-29, idle 2-core AMD EPYC with AVX2 only" (the slower of the CPUs measured there).
@@ -208,7 +209,7 @@ def _grid_size(train: dict[str, Any], cache: dict[str, int]) -> int:
                 import dislab.data as dd
 
                 size = len(dd.load(train["data"], **(train.get("data_options") or {})))
-            except Exception:  # noqa: BLE001 - an estimate; study run reports the error
+            except (DislabError, OSError):  # an estimate; `study run` reports the error
                 size = GRID_SIZE_FALLBACK
         cache[key] = size
     return cache[key]
@@ -217,12 +218,9 @@ def _grid_size(train: dict[str, Any], cache: dict[str, int]) -> int:
 def _metric_names(metrics: list[str] | None) -> list[str]:
     if metrics is not None:
         return list(metrics)
-    try:
-        from dislab.metrics.registry import default_metrics
+    from dislab.metrics.registry import default_metrics
 
-        return default_metrics()
-    except Exception:  # noqa: BLE001 - metrics not installed: price every listed one
-        return sorted(METRIC_SECONDS)
+    return default_metrics()
 
 
 def eval_seconds(metrics: list[str] | None, grid_size: int) -> float:
@@ -270,7 +268,7 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
                     batch, steps = min(batch, tiny.BATCH), 1
                 seconds = _measure_step_seconds(method, run["hparams"], shape,
                                                 train["latent_dim"], batch, threads, steps)
-            except Exception:  # noqa: BLE001 - fall back to the documented constant
+            except (DislabError, RuntimeError, ArithmeticError, MemoryError):  # use the constant
                 seconds = None
                 source = "constant"
         per_step[method] = SECONDS_PER_STEP_FALLBACK if seconds is None else seconds

@@ -19,6 +19,7 @@ from string import Template
 import pandas as pd
 
 from dislab.errors import DislabError
+from dislab.io import atomic_write_text
 from dislab.study.collect import TABLE_NAME, collect, write_table
 
 __all__ = ["write_report", "SECTIONS"]
@@ -175,7 +176,5 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
         sections="\n".join(sections),
         table=html.escape(str(table)),
     )
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    atomic_write_text(out, page)
     return out

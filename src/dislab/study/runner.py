@@ -10,7 +10,7 @@ Folder ``DIR/runs/<run_id>/``:
 * ``status.json`` – ``{"status": "running"|"done"|"failed"|"interrupted", "error", ...}``;
                     ``done`` is written last, after ``result.json``.
 
-Every JSON file is written atomically (temporary file + ``os.replace``), so a study killed at
+Every JSON file is written atomically (:mod:`dislab.io`; NaN as ``null``), so a study killed at
 any moment leaves each run either complete or resumable: re-running skips ``done`` runs and
 calls the run function again for the others (training resumes from its checkpoint).
 
@@ -23,8 +23,6 @@ can be sent to worker processes and Ray tasks; the default is :func:`train_and_e
 from __future__ import annotations
 
 import importlib
-import json
-import math
 import os
 import socket
 import sys
@@ -33,6 +31,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from dislab.io import read_json as io_read_json
+from dislab.io import write_json
 
 __all__ = [
     "DEFAULT_RUN_FN",
@@ -54,38 +55,17 @@ def run_folder(study_dir: str | Path, run_id: str) -> Path:
     return Path(study_dir) / "runs" / run_id
 
 
-def _jsonable(obj: Any) -> Any:
-    """Numbers as floats (NaN/inf as None is wrong for a table: keep them as strings)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)  # "nan", "inf": JSON has no such numbers
-    return obj
-
-
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(_jsonable(obj), f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON to ``path`` atomically and durably (:func:`dislab.io.write_json`:
+    non-finite floats as ``null``)."""
+    write_json(path, obj, indent=1, sort_keys=True, fsync=True)
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or ``None`` when it is missing or unreadable."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    """The JSON object in ``path``, or ``None`` when it is missing, unreadable or not an
+    object."""
+    obj = io_read_json(path)
+    return obj if isinstance(obj, dict) else None
 
 
 def resolve_run_fn(spec: str | RunFn) -> RunFn:

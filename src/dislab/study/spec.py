@@ -22,7 +22,7 @@ Format (every key except ``methods`` is optional; defaults in brackets)::
         grid: {c_max: [5, 10, 25, 50, 75, 100]}
         fixed: {gamma: 1000, iteration_threshold: 100000}
     seeds: 3                      # [1] an int n (seeds 0..n-1) or an explicit list of ints
-    steps: 300000                 # [300000] training steps per run (REFERENCE.md §3.4)
+    steps: 300000                 # [300000] training steps per run (shared.gin)
     latent_dim: 10                # [10]
     batch_size: 64                # [64]
     metrics: null                 # [null = every metric of dislab.metrics] list of metric names
@@ -67,7 +67,6 @@ __all__ = [
     "check_data_names",
     "parse_spec",
     "presets",
-    "KNOWN_HPARAMS",
 ]
 
 _TOP_KEYS = {
@@ -77,18 +76,6 @@ _TOP_KEYS = {
 #: TrainConfig fields that the spec sets through its own keys (not through ``train:``).
 _RESERVED_TRAIN = {"model", "data", "data_path", "data_options", "latent_dim", "hparams",
                    "steps", "batch_size", "seed", "out"}
-
-#: Hyper-parameters of the study methods (used to check a spec when the models registry does
-#: not say otherwise; REFERENCE.md §3.2). The registry in dislab.models wins when available.
-KNOWN_HPARAMS: dict[str, set[str]] = {
-    "beta_vae": {"beta"},
-    "annealed_vae": {"c_max", "gamma", "iteration_threshold"},
-    "factor_vae": {"gamma"},
-    "dip_vae_i": {"lambda_od", "lambda_d_factor"},
-    "dip_vae_ii": {"lambda_od", "lambda_d_factor"},
-    "beta_tcvae": {"beta"},
-}
-
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -362,20 +349,13 @@ def check_data_names(spec: StudySpec) -> None:
 
 
 def _method_hparams(name: str) -> set[str]:
-    """The method's hyper-parameter names: from the models registry, else the built-in table."""
-    try:
-        from dislab import models
+    """The method's hyper-parameter names, from the models registry."""
+    from dislab import models
 
-        registry = models.available()
-    except Exception:  # noqa: BLE001 - models may be missing while dislab is being built
-        registry = {}
-    if name in registry:
-        return set(registry[name].hparams)
-    if name in KNOWN_HPARAMS:
-        return KNOWN_HPARAMS[name]
-    known = sorted(set(registry) | set(KNOWN_HPARAMS))
-    raise DislabError(f"Unknown method {name!r} in 'methods'. Known methods: "
-                      f"{', '.join(known)} (see `dislab models`).")
+    if name not in models.names():
+        raise DislabError(f"Unknown method {name!r} in 'methods'. Known methods: "
+                          f"{', '.join(models.names())} (see `dislab models`).")
+    return set(models.get(name).hparams)
 
 
 def _parse_method(name: str, body: Any) -> MethodSpec:
@@ -435,41 +415,29 @@ def _parse_method(name: str, body: Any) -> MethodSpec:
 def _check_point(name: str, key: str, point: dict[str, Any]) -> None:
     """Type and range of each value of ``point`` (the method's ``HParam`` entries), so that
     ``study plan`` rejects what training would reject."""
-    try:
-        from dislab import models
+    from dislab import models
 
-        cls = models.available().get(key)
-    except Exception:  # noqa: BLE001 - models may be missing while dislab is being built
-        return
-    if cls is None:
-        return
     try:
-        cls.resolve_hparams(dict(point))
+        models.get(key).resolve_hparams(dict(point))
     except DislabError as e:
         raise DislabError(f"methods.{name}: {e}") from None
 
 
 def _check_metrics(metrics: list[str]) -> None:
-    try:
-        from dislab import metrics as metrics_module
+    from dislab import metrics as metrics_module
 
-        known = metrics_module.available()
-    except Exception:  # noqa: BLE001 - metrics may be missing while dislab is being built
-        return
-    if known:
-        bad = [m for m in metrics if m not in known]
-        if bad:
-            raise DislabError(f"Unknown metric(s) {bad} in 'metrics'. Known metrics: "
-                              f"{', '.join(sorted(known))} (see `dislab metrics`).")
+    known = metrics_module.names()
+    bad = [m for m in metrics if m not in known]
+    if bad:
+        raise DislabError(f"Unknown metric(s) {bad} in 'metrics'. Known metrics: "
+                          f"{', '.join(known)} (see `dislab metrics`).")
 
 
 def _check_train_fields(train: dict[str, Any]) -> None:
-    try:
-        import dataclasses
+    import dataclasses
 
-        from dislab.train import TrainConfig
-    except Exception:  # noqa: BLE001 - training may be missing while dislab is being built
-        return
+    from dislab.train import TrainConfig
+
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(train) - names)
     if bad:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from dislab.errors import DislabError
+from dislab.io import atomic_path
 
 __all__ = [
     "FORMAT",
@@ -39,10 +40,6 @@ __all__ = [
 FORMAT = "dislab-1"
 
 
-def _atomic_target(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
                  meta: dict[str, Any]) -> None:
     """Write ``tensors`` and the JSON-able ``meta`` to one safetensors file, atomically."""
@@ -52,15 +49,8 @@ def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     header = {"format": FORMAT, "dislab": json.dumps(meta)}
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path, fsync=True) as tmp:
         save_file(clean, str(tmp), metadata=header)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_tensors(path: str | os.PathLike[str], what: str = "checkpoint"

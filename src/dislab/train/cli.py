@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dislab.errors import DislabError
+from dislab.io import as_float
 
 __all__ = ["register", "hparam_table", "config_from_args"]
 
@@ -53,7 +54,7 @@ def hparam_table() -> dict[str, list[tuple[str, Any]]]:
 
     table: dict[str, list[tuple[str, Any]]] = {}
     for name, cls in models.available().items():
-        for hp_name, hp in getattr(cls, "hparams", {}).items():
+        for hp_name, hp in cls.hparams.items():
             table.setdefault(hp_name, []).append((name, hp))
     return table
 
@@ -211,7 +212,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         from dislab import models
 
         cls = models.get_class(base["model"])
-        own = getattr(cls, "hparams", {})
+        own = cls.hparams
         foreign = sorted(k for k in given if k not in own)
         if foreign:
             table = hparam_table()
@@ -242,15 +243,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         from dislab import models
 
-        cls = models.get_class(cfg.model)
-        if hasattr(cls, "resolve_hparams"):
-            cfg.hparams = cls.resolve_hparams(dict(cfg.hparams))
+        cfg.hparams = models.get(cfg.model).resolve_hparams(dict(cfg.hparams))
         print(cfg.to_json())
         return 0
     run = fit(cfg, progress=not args.quiet, resume=args.resume)
     status = json.loads((run / "status.json").read_text())
     logs = status.get("final_logs") or {}
-    summary = ", ".join(f"{k}={logs[k]:.4g}" for k in ("loss", "recon", "kl") if k in logs)
+    summary = ", ".join(f"{k}={as_float(logs[k]):.4g}" for k in ("loss", "recon", "kl")
+                        if k in logs)
     print(f"dislab: trained {cfg.model} for {status.get('step')} steps "
           f"({status.get('train_seconds', 0):.0f} s){'; ' + summary if summary else ''}. "
           f"Run folder: {run}")
@@ -265,11 +265,11 @@ def _models(args: argparse.Namespace) -> int:
         doc = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
         rows.append({
             "name": name, "description": doc,
-            "batch_kind": getattr(cls, "batch_kind", "single"),
-            "has_decoder": getattr(cls, "has_decoder", True),
+            "batch_kind": cls.batch_kind,
+            "has_decoder": cls.has_decoder,
             "hparams": {k: {"default": hp.default, "help": hp.help, "source": hp.source,
                             "valid": hp.valid_range()}
-                        for k, hp in getattr(cls, "hparams", {}).items()},
+                        for k, hp in cls.hparams.items()},
         })
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

@@ -1,7 +1,7 @@
 """The run configuration: one JSON-serialisable dataclass fully determines a training run.
 
 Defaults are the large-scale study's (Locatello et al. 2019; disentanglement_lib
-``config/unsupervised_study_v1/model_configs/shared.gin``, REFERENCE.md §3.4): batch 64,
+``config/unsupervised_study_v1/model_configs/shared.gin``): batch 64,
 300 000 steps, 10 latents, the conv encoder / deconv decoder, Bernoulli reconstruction, Adam with
 lr 1e-4, β1 0.9, β2 0.999, ε 1e-8.
 """
@@ -121,10 +121,9 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the config as JSON (atomically: temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
+        from dislab.io import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -229,14 +228,7 @@ class TrainConfig:
 
         cls = models.get_class(self.model)
         self.model = cls.name
-        resolve = getattr(cls, "resolve_hparams", None)
-        if resolve is not None:
-            resolve(dict(self.hparams))
-        else:
-            unknown = sorted(k for k in self.hparams if k not in cls.hparams)
-            if unknown:
-                raise bad("hparams", f"has unknown key(s) {unknown} for {cls.name!r}; valid: "
-                          f"{sorted(cls.hparams)}.")
+        cls.resolve_hparams(dict(self.hparams))
         return self
 
     def differences(self, other: TrainConfig) -> list[str]:

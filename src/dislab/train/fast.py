@@ -108,8 +108,8 @@ def tune_malloc() -> bool:
 
     PyTorch's CPU allocator uses ``malloc``; glibc serves blocks above 128 KiB-32 MiB with a
     fresh ``mmap`` and unmaps them on ``free``, so every activation and gradient of every
-    step is page-faulted in again (measured: ~12 800 minor faults and ~25 ms of kernel time
-    per step of the study's β-VAE at batch 64). Raising the mmap and trim thresholds with
+    step is page-faulted in again (docs/training.md has the measured cost per step of the
+    study's β-VAE at batch 64). Raising the mmap and trim thresholds with
     ``mallopt`` makes the allocations reuse heap memory: the process keeps its peak memory
     instead of returning it between steps. Process-wide and idempotent; returns whether it
     was applied.

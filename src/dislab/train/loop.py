@@ -2,7 +2,8 @@
 
 ``fit(config)`` builds the data set and the method, then repeats ``method.training_step`` on
 batches drawn i.i.d. with replacement from the factor grid (disentanglement_lib's input
-pipeline, REFERENCE.md §2.1), with Adam at the study's settings (REFERENCE.md §3.4). Around
+pipeline, ``data/ground_truth/util.py``, ``tf_data_set_from_ground_truth_data``), with Adam
+at the study's settings (``config/unsupervised_study_v1/model_configs/shared.gin``). Around
 that it writes the run folder::
 
     run/
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from dislab.errors import DislabError
+from dislab.io import atomic_write_text, write_json
 from dislab.status import HEARTBEAT_SECONDS, pid_alive, process_info, read_status
 from dislab.train import checkpoint as ckpt
 from dislab.train import tracking
@@ -69,9 +71,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_json(path, obj, indent=2, default=str)
 
 
 def _accepts(cls: type, name: str) -> bool:
@@ -592,9 +592,7 @@ def _truncate_history(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             break
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
 
 
 def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: bool = False,
@@ -614,8 +612,7 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
     from dislab import tiny
 
     cfg = tiny.train_config(cfg)  # DISLAB_TINY: toy sizes for testing the docs' commands
-    cfg.hparams = models.get_class(cfg.model).resolve_hparams(dict(cfg.hparams)) \
-        if hasattr(models.get_class(cfg.model), "resolve_hparams") else dict(cfg.hparams)
+    cfg.hparams = models.get(cfg.model).resolve_hparams(dict(cfg.hparams))
     if data is not None and cfg.data == "dsprites" and getattr(data, "name", None):
         cfg.data = str(data.name)
     run_dir = Path(cfg.out)

@@ -125,9 +125,9 @@ def _read_ids(run_dir: Path) -> dict[str, Any]:
 
 
 def _write_ids(run_dir: Path, ids: dict[str, Any]) -> None:
-    tmp = run_dir / f".{_IDS_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(ids, indent=2) + "\n")
-    os.replace(tmp, run_dir / _IDS_FILE)
+    from dislab.io import write_json
+
+    write_json(run_dir / _IDS_FILE, ids, indent=2)
 
 
 def _need(module: str, logger: str) -> Any:

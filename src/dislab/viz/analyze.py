@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from dislab.errors import DislabError
+from dislab.io import jsonable, write_json
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -165,10 +166,8 @@ def latent_summary(run_dir: str | os.PathLike[str], progress: bool = True,
            "factor_names": list(data.factor_names),
            "deterministic": table.logvar is None, "order": [int(i) for i in order],
            **{k: np.asarray(v).tolist() for k, v in info.items()}}
-    out = json.loads(json.dumps(out, default=float).replace("NaN", "null"))
-    tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    os.replace(tmp, cache)
+    out = jsonable(json.loads(json.dumps(out, default=float)))
+    write_json(cache, out, indent=1)
     return out
 
 

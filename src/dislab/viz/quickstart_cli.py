@@ -57,10 +57,8 @@ def register(subparsers: Any) -> None:
         "the lower loss on held-out pairs (OUT/seed_S, OUT/seed_S+1; OUT/index.html opens "
         "the report). The budget "
         "includes evaluation and report: training gets the rest, its steps set from the "
-        "measured speed. On a 2-core CPU (2026-11-30) it scored MIG 0.25 with two seeds "
-        "side by side (26 minutes), and 0.48 and 0.45 with one seed at a time (--runs 1, 27 "
-        "minutes); docs/quickstart.md has the measurements. On a GPU it stops "
-        "early (25000 steps, 1.6 M images, where MIG had levelled off). "
+        "measured speed (docs/quickstart.md has the results on CPU and GPU). On a GPU it "
+        "stops early (25000 steps, 1.6 M images, where MIG had levelled off). "
         "Re-running with the same --out resumes.",
     )
     p.add_argument("--out", default="quickstart",

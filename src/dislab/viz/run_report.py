@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dislab.errors import DislabError
+from dislab.io import atomic_write_text
 from dislab.status import read_status
 
 __all__ = ["build_report", "headline_metrics"]
@@ -465,9 +466,7 @@ def build_report(
         folder=html.escape(str(folder)),
     )
     index = folder / "index.html"
-    tmp = index.with_name(f".index.html.tmp-{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, index)
+    atomic_write_text(index, page)
     return index
 
 

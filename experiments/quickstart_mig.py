@@ -11,7 +11,7 @@ MIG an idle 2-core machine reaches after roughly ``c / 1.7`` wall seconds.
 
 Usage (one setting per ``--setting``; fields ``name:model:arch:batch:lr:beta:latent``)::
 
-    python benchmarks/quickstart_mig.py --cpu-seconds 900 --seeds 0 \
+    python experiments/quickstart_mig.py --cpu-seconds 900 --seeds 0 \
         --setting tc_mlp256:beta_tcvae:mlp:256:1e-3:6:10 \
         --setting tc_conv64:beta_tcvae:conv:64:5e-4:6:10 --out /tmp/qs/mig
 
@@ -158,7 +158,7 @@ def main() -> None:
                     help="training CPU-second budget per run (evaluation excluded)")
     ap.add_argument("--eval-every", type=int, default=50_000, help="images between MIG scores")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/out/quickstart_mig")
+    ap.add_argument("--out", default="experiments/out/quickstart_mig")
     ap.add_argument("--plot", action="store_true", help="only draw the plot of --out")
     args = ap.parse_args()
     out = Path(args.out)

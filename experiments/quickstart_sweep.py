@@ -21,9 +21,9 @@ It stops at ``--images`` or after ``--seconds`` of wall time and writes
 from ``--cfg``) instead of training.
 Several processes can share one GPU (each uses one CPU thread plus its batch thread)::
 
-    for s in 0 1; do python benchmarks/quickstart_sweep.py --name def_s$s --seed $s \\
+    for s in 0 1; do python experiments/quickstart_sweep.py --name def_s$s --seed $s \\
         --device cuda --images 1600000 --out sweep & done
-    python benchmarks/quickstart_sweep.py --name g1_s0 --device cuda --out sweep \\
+    python experiments/quickstart_sweep.py --name g1_s0 --device cuda --out sweep \\
         --cfg '{"hparams": {"beta": 1, "gamma": 1, "rate": 6, "one_change": 1}}'
 """
 
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=float("inf"), help="or after this long")
     ap.add_argument("--eval-every", type=int, default=250_000)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", default="benchmarks/out/quickstart_sweep")
+    ap.add_argument("--out", default="experiments/out/quickstart_sweep")
     ap.add_argument("--rescore", nargs="+", default=None, metavar="WEIGHTS",
                     help="score saved weights instead of training")
     a = ap.parse_args()
