@@ -96,15 +96,10 @@ def _sigterm_as_interrupt() -> Any:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Another live process on this host (this process and zombies do not count)."""
+    from dislab.status import pid_alive
+
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
