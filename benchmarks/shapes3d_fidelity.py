@@ -61,18 +61,11 @@ def grid_search(data: s3.Shapes3D, frames: np.ndarray) -> tuple[np.ndarray, np.n
 def neighbour_search(data: s3.Shapes3D, frames: np.ndarray,
                      factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best index and PSNR over the images differing from each frame's factors in <= 1 factor."""
-    from test_shapes3d_fidelity import psnr
+    from test_shapes3d_fidelity import one_factor_neighbours, psnr
 
     idx, score = [], []
     for frame, f in zip(frames, factors):
-        cands = [f]
-        for j, size in enumerate(s3.FACTOR_SIZES):
-            for v in range(size):
-                if v != f[j]:
-                    g = f.copy()
-                    g[j] = v
-                    cands.append(g)
-        cands = np.array(cands)
+        cands = one_factor_neighbours(f)
         p = psnr(data.images_uint8(cands).transpose(0, 2, 3, 1), frame[None])
         idx.append(data.index(cands[np.argmax(p)][None])[0])
         score.append(p.max())

@@ -47,6 +47,18 @@ def test_frame_factors_follow_the_sweep():
     assert np.array_equal(FRAME_FACTORS[:8, 5], np.arange(0, 15, 2))
 
 
+def one_factor_neighbours(f: np.ndarray) -> np.ndarray:
+    """``f`` first, then every grid point that differs from it in exactly one factor."""
+    cands = [f]
+    for j, size in enumerate(s3.FACTOR_SIZES):
+        for v in range(size):
+            if v != f[j]:
+                g = f.copy()
+                g[j] = v
+                cands.append(g)
+    return np.array(cands)
+
+
 @pytest.fixture(scope="module")
 def frames():
     return official_frames_64()
@@ -58,14 +70,7 @@ def test_every_frame_is_matched_by_its_own_factors(frames):
     frame's factors, at >= 20 dB PSNR."""
     data = s3.Shapes3D()
     for i, f in enumerate(FRAME_FACTORS):
-        cands = [f]
-        for j, size in enumerate(s3.FACTOR_SIZES):
-            for v in range(size):
-                if v != f[j]:
-                    g = f.copy()
-                    g[j] = v
-                    cands.append(g)
-        cands = np.array(cands)
+        cands = one_factor_neighbours(f)
         x = data.images_uint8(cands).transpose(0, 2, 3, 1)
         score = psnr(x, frames[i][None])
         best = int(np.argmax(score))

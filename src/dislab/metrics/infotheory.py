@@ -309,14 +309,23 @@ def quantised_stats(
                     idx = (inner_labels[a] * nb + off)[:, None] + np.arange(width)
                     joints[j + a] += np.bincount(idx.ravel(), weights=qf,
                                                  minlength=inner[a] * nb).reshape(inner[a], nb)
+    return _stats_result(n, marginal, joints if factor_joints else None,
+                         h_cond if conditional_entropy else None,
+                         (log_norm, onehot) if normalisers else None, bin_mass)
+
+
+def _stats_result(n: int, marginal: np.ndarray, joints: list[np.ndarray] | None,
+                  h_cond: float | None, normalisers: tuple[Any, Any] | None,
+                  bin_mass: str) -> dict[str, Any]:
+    """The record :func:`quantised_stats` returns: sums over ``n`` rows turned into means."""
     out: dict[str, Any] = {"marginal": marginal / n}
-    if normalisers:
+    if normalisers is not None:
         if bin_mass != "density":
             raise MetricError("normalisers need bin_mass='density'.")
-        out["log_norm"], out["onehot"] = log_norm, onehot
-    if factor_joints:
+        out["log_norm"], out["onehot"] = normalisers
+    if joints is not None:
         out["joints"] = [jt / n for jt in joints]
-    if conditional_entropy:
+    if h_cond is not None:
         out["h_cond"] = h_cond / n
     return out
 
@@ -359,16 +368,9 @@ def _quantised_stats_rows(
             lab = np.repeat(labels[start:start + len(mu), k], q.shape[1])
             joints[k] += np.bincount(lab * nb + bins, weights=qf,
                                      minlength=size * nb).reshape(size, nb)
-    out: dict[str, Any] = {"marginal": marginal / n}
-    if normalisers:
-        if bin_mass != "density":
-            raise MetricError("normalisers need bin_mass='density'.")
-        out["log_norm"], out["onehot"] = log_norm, onehot
-    if factor_joints:
-        out["joints"] = [jt / n for jt in joints]
-    if conditional_entropy:
-        out["h_cond"] = h_cond / n
-    return out
+    return _stats_result(n, marginal, joints if factor_joints else None,
+                         h_cond if conditional_entropy else None,
+                         (log_norm, onehot) if normalisers else None, bin_mass)
 
 
 def row_labels(data: Any) -> np.ndarray | None:
