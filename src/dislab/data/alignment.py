@@ -59,16 +59,7 @@ def resolve_factors(data: GroundTruthData, factors: str | Sequence[str | int] = 
         out = [k for k, n in enumerate(sizes) if n > 1
                and (factors == "all" or data.factor_names[k].lower() not in AUTO_FIXED)]
     else:
-        out = []
-        for f in factors:
-            if isinstance(f, str) and f in data.factor_names:
-                out.append(data.factor_names.index(f))
-            elif isinstance(f, (int, np.integer)) and 0 <= int(f) < len(sizes):
-                out.append(int(f))
-            else:
-                raise DataError(f"alignment: unknown factor {f!r}; use names from "
-                                f"{list(data.factor_names)} or their indices.")
-        out = [k for k in out if sizes[k] > 1]
+        out = [k for k in (data.factor_index(f) for f in factors) if sizes[k] > 1]
     if len(out) < 2:
         raise DataError(f"alignment: need at least two factors with more than one value, got "
                         f"{[data.factor_names[k] for k in out]}.")

@@ -76,6 +76,24 @@ class GroundTruthData:
     def __len__(self) -> int:
         return int(math.prod(self.factor_sizes))
 
+    def factor_index(self, name_or_index: str | int, what: str = "factor") -> int:
+        """Position ``0 .. num_factors - 1`` of a factor given by its name or its index.
+
+        ``what`` names the argument in the error (e.g. ``"fixed factor"``). Raises
+        :class:`DataError` listing the valid names for an unknown name or an index out of range.
+        """
+        f = name_or_index
+        names = list(self.factor_names)
+        if isinstance(f, (int, np.integer)) and not isinstance(f, bool):
+            if 0 <= int(f) < self.num_factors:
+                return int(f)
+            raise DataError(f"{self.name}: {what} index {int(f)} out of range "
+                            f"0..{self.num_factors - 1}; factors are {names}.")
+        if isinstance(f, str) and f in names:
+            return names.index(f)
+        raise DataError(f"{self.name}: unknown {what} {f!r}; use one of the names {names} "
+                        f"or an index 0..{self.num_factors - 1}.")
+
     @property
     def _strides(self) -> np.ndarray:
         sizes = np.asarray(self.factor_sizes, dtype=np.int64)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from dislab import tiny
-from dislab.data.base import _REGISTRY, DataError, available, load
+from dislab.data.base import _REGISTRY, DataError, GroundTruthData, available, load
 
 __all__ = ["register"]
 
@@ -38,15 +38,13 @@ def _evenly(size: int, n: int) -> list[int]:
 
 
 def _parse_subset(keep: list[str] | None, subset: list[str] | None,
-                  names: tuple[str, ...], sizes: tuple[int, ...]) -> dict[str, list[int]]:
+                  data: GroundTruthData) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for item, explicit in [(k, False) for k in keep or []] + [(s, True) for s in subset or []]:
         if "=" not in item:
             raise DataError(f"expected FACTOR=..., got {item!r}.")
         name, val = item.split("=", 1)
-        if name not in names:
-            raise DataError(f"unknown factor {name!r}; factors are {list(names)}.")
-        size = sizes[names.index(name)]
+        size = data.factor_sizes[data.factor_index(name)]
         try:
             ints = [int(v) for v in val.split(",") if v.strip() != ""]
         except ValueError:
@@ -100,7 +98,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             f"{args.name} has no renderer that writes files; it is read from the official "
             "files only (see `dislab data list`)."
         )
-    subset = _parse_subset(args.keep, args.subset, data.factor_names, data.factor_sizes)
+    subset = _parse_subset(args.keep, args.subset, data)
     subset = tiny.render_subset(data.factor_names, data.factor_sizes, subset)  # DISLAB_TINY
     if key not in ("dsprites", "dsprites_full", "shapes3d") and "dsprites" in key:
         print(f"note: writing the dSprites grid; {args.name} is computed from it at load time "

@@ -146,17 +146,7 @@ def resolve_fixed_factors(
                 mask[i] = name.lower() in AUTO_FIXED
             return mask
     for f in fixed_factors:
-        if isinstance(f, (int, np.integer)) and not isinstance(f, bool):
-            if not 0 <= int(f) < k:
-                raise DataError(f"pair sampler: fixed factor index {f} out of range 0..{k - 1}.")
-            mask[int(f)] = True
-        elif isinstance(f, str) and f in data.factor_names:
-            mask[data.factor_names.index(f)] = True
-        else:
-            raise DataError(
-                f"pair sampler: unknown fixed factor {f!r}; use names from "
-                f"{list(data.factor_names)} or their indices."
-            )
+        mask[data.factor_index(f, "fixed factor")] = True
     return mask
 
 

@@ -81,15 +81,10 @@ def _factor_index(data: GroundTruthData, f: str | int) -> tuple[int, int]:
     sign = 1
     if isinstance(f, str) and f.startswith("-") and f[1:] in data.factor_names:
         sign, f = -1, f[1:]
-    if isinstance(f, str) and f in data.factor_names:
-        return data.factor_names.index(f), sign
-    if isinstance(f, (int, np.integer)) and not isinstance(f, bool) \
-            and 0 <= int(f) < data.num_factors:
-        return int(f), sign
-    raise DataError(
-        f"perturbed: unknown factor {f!r} in groups; use names from "
-        f"{list(data.factor_names)} (prefix '-' for a difference) or their indices."
-    )
+    try:
+        return data.factor_index(f, "factor in groups"), sign
+    except DataError as e:
+        raise DataError(f"perturbed: {e} Prefix a name with '-' for a difference.") from None
 
 
 class GratingPattern:

@@ -232,16 +232,6 @@ class PairSampler(FactorSampler):
         return p * t.reshape(shape)
 
 
-def _factor_id(data_names: Sequence[str], f: int | str) -> int:
-    if isinstance(f, (int, np.integer)):
-        if not 0 <= int(f) < len(data_names):
-            raise DataError(f"factor index {f} out of range 0..{len(data_names) - 1}.")
-        return int(f)
-    if f not in data_names:
-        raise DataError(f"unknown factor {f!r}; factors are {list(data_names)}.")
-    return list(data_names).index(f)
-
-
 def correlated_pair(data: GroundTruthData, a: int | str, b: int | str, width: float = 0.1,
                     negative: bool = False) -> PairSampler:
     """Sampler for ``data`` with factors ``a`` and ``b`` dependent (:func:`pair_table`).
@@ -249,8 +239,8 @@ def correlated_pair(data: GroundTruthData, a: int | str, b: int | str, width: fl
     Both factors keep their uniform marginals; all other factors stay independent uniform.
     Example: ``data.set_sampler(correlated_pair(data, "posX", "posY", width=0.1))``.
     """
-    i = _factor_id(data.factor_names, a)
-    j = _factor_id(data.factor_names, b)
+    i = data.factor_index(a)
+    j = data.factor_index(b)
     table = pair_table(data.factor_sizes[i], data.factor_sizes[j], width, negative)
     return PairSampler(data.factor_sizes, i, j, table)
 
@@ -258,7 +248,7 @@ def correlated_pair(data: GroundTruthData, a: int | str, b: int | str, width: fl
 def _marginals_from(data: GroundTruthData, spec: Mapping[str, Any] | None) -> list[Any]:
     out: list[Any] = [None] * data.num_factors
     for name, m in (spec or {}).items():
-        out[_factor_id(data.factor_names, name)] = m
+        out[data.factor_index(name)] = m
     return out
 
 
@@ -283,8 +273,8 @@ def from_spec(spec: Mapping[str, Any], data: GroundTruthData) -> FactorSampler:
         fs = spec.get("factors")
         if not isinstance(fs, (list, tuple)) or len(fs) != 2:
             raise DataError("sampler spec of kind 'pair' needs 'factors': [a, b].")
-        i = _factor_id(data.factor_names, fs[0])
-        j = _factor_id(data.factor_names, fs[1])
+        i = data.factor_index(fs[0])
+        j = data.factor_index(fs[1])
         table = spec.get("table")
         if table is None:
             table = pair_table(data.factor_sizes[i], data.factor_sizes[j],

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dislab.data.base import GroundTruthData, as_rng
+from dislab.data.base import DataError, GroundTruthData, as_rng
 from dislab.metrics.base import MetricError, Representation, posterior_index
 from dislab.metrics.infotheory import (
     choose_components,
@@ -52,17 +52,10 @@ def resolve_factors(data: GroundTruthData, factors: str | Sequence[str | int] | 
         factors = [factors]
     out = []
     for f in factors:
-        if isinstance(f, str):
-            if f not in data.factor_names:
-                raise MetricError(
-                    f"unknown factor {f!r} for data set {data.name!r}; its factors are "
-                    f"{list(data.factor_names)}."
-                )
-            k = data.factor_names.index(f)
-        else:
-            k = int(f)
-            if not 0 <= k < data.num_factors:
-                raise MetricError(f"factor index {k} out of range 0..{data.num_factors - 1}.")
+        try:
+            k = data.factor_index(f)
+        except DataError as e:
+            raise MetricError(str(e)) from None
         if data.factor_sizes[k] < 2:
             raise MetricError(f"factor {data.factor_names[k]!r} has a single value; drop it.")
         out.append(k)
