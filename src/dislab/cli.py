@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from typing import Any
 
@@ -20,7 +21,7 @@ from dislab.errors import DislabError
 # light commands do not load torch, numba or matplotlib (benchmarks/cli_startup.py times it;
 # tests check that this table matches what the modules register).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "quickstart": ("dislab.viz.quickstart_cli",
+    "quickstart": ("dislab.quickstart_cli",
                    "train, evaluate and report a disentangled dSprites model"),
     "data": ("dislab.data.cli", "list, render and look at the ground-truth data sets"),
     "train": ("dislab.train.cli",
@@ -39,6 +40,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "analyses across runs: effective factors, latent order (Do & Tran 2020), "
                 "UDR (Duan et al. 2020)"),
 }
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: ``true/yes/on`` and ``false/no/off`` as booleans, else JSON where
+    it parses (numbers, lists, objects), else the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: list[str] | None, flag: str, form: str = "KEY=VALUE"
+                      ) -> dict[str, Any]:
+    """``{key: value}`` of repeated ``KEY=VALUE`` command-line items (values by
+    :func:`parse_value`); an item without ``=`` is a :class:`DislabError` naming ``flag`` and
+    the expected ``form``. The one parser of every ``--option``/``--hparam``-style flag."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise DislabError(f"{flag} expects {form}, got {item!r}.")
+        key, value = item.split("=", 1)
+        out[key.strip()] = parse_value(value)
+    return out
 
 
 class _Lazy(argparse._SubParsersAction):  # type: ignore[type-arg]

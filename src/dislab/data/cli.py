@@ -12,23 +12,15 @@ from typing import Any
 import numpy as np
 
 from dislab import tiny
+from dislab.cli import parse_assignments
 from dislab.data.base import _REGISTRY, DataError, GroundTruthData, available, load
 
 __all__ = ["register"]
 
 
 def _parse_options(items: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values parsed as JSON where possible (numbers, true/false, lists)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise DataError(f"--option needs KEY=VALUE, got {item!r}.")
-        key, val = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key.strip()] = val
-    return out
+    """The ``--option KEY=VALUE`` items (:func:`dislab.cli.parse_assignments`)."""
+    return parse_assignments(items, "--option")
 
 
 def _evenly(size: int, n: int) -> list[int]:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dislab.cli import parse_assignments, parse_value
 from dislab.errors import DislabError
 from dislab.io import as_float
 
@@ -57,32 +58,6 @@ def hparam_table() -> dict[str, list[tuple[str, Any]]]:
         for hp_name, hp in cls.hparams.items():
             table.setdefault(hp_name, []).append((name, hp))
     return table
-
-
-def _parse_value(text: str) -> Any:
-    """A flag value: JSON if it parses (numbers, true/false, lists), else the string."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_assignments(items: list[str], flag: str, form: str = "KEY=VALUE"
-                      ) -> dict[str, Any]:
-    """``{key: value}`` of ``KEY=VALUE`` command-line items (values parsed as JSON where they
-    parse); anything without ``=`` is a DislabError naming ``flag``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise DislabError(f"{flag} expects {form}, got {item!r}.")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _parse_value(v)
-    return out
 
 
 def _flag(name: str) -> str:
@@ -144,7 +119,7 @@ def register(subparsers: Any) -> None:
             continue
         desc = "; ".join(f"{m}: {hp.help} ({hp.valid_range()}; default {hp.default!r})"
                          for m, hp in owners)
-        group.add_argument(_flag(hp_name), dest=f"hp__{hp_name}", type=_parse_value,
+        group.add_argument(_flag(hp_name), dest=f"hp__{hp_name}", type=parse_value,
                            default=None, metavar="V", help=desc)
     p.set_defaults(func=_train)
 

@@ -1,9 +1,12 @@
-"""``dislab quickstart``: train, evaluate and report a disentangled dSprites model."""
+"""``dislab quickstart``: train, evaluate and report a disentangled dSprites model (the
+command-line face of :mod:`dislab.quickstart`; application layer, above every package)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from dislab.cli import parse_assignments
 
 __all__ = ["register"]
 
@@ -12,7 +15,6 @@ def hparams_from_flags(items: list[str], model: str | None) -> dict[str, Any] | 
     """The quickstart's hyper-parameters of ``model`` with ``NAME=VALUE`` items laid over them
     (``None`` when there are none)."""
     from dislab.quickstart import OTHER_METHODS, QUICKSTART
-    from dislab.train.cli import parse_assignments
 
     if not items:
         return None
