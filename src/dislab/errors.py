@@ -6,3 +6,10 @@ class DislabError(ValueError):
 
     The CLI prints the message without a traceback and exits with status 2.
     """
+
+
+class DataError(DislabError):
+    """A data set file, name, option or factor value is wrong; the message says how to fix it.
+
+    Exported as ``dislab.data.DataError``; defined here, below every data module, so that
+    the data modules share it without importing each other."""

@@ -23,7 +23,8 @@ from dislab.data.base import (
     names,
     register,
 )
-from dislab.data.labelled import LabelledData, from_arrays, from_folder, partial_grid
+from dislab.data.images import from_folder
+from dislab.data.labelled import LabelledData, from_arrays, partial_grid
 
 __all__ = [
     "DataError",

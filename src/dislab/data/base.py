@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from dislab.errors import DislabError
+from dislab.data.sampling import as_rng, as_sampler
+from dislab.errors import DataError
 
 __all__ = [
     "DataError",
@@ -38,19 +39,6 @@ __all__ = [
     "available",
     "as_rng",
 ]
-
-
-class DataError(DislabError):
-    """A data set file, name, option or factor value is wrong; the message says how to fix it."""
-
-
-def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """Turn a seed, ``None`` or a Generator into a ``numpy.random.Generator``."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, np.random.RandomState):
-        return np.random.default_rng(int(rng.randint(0, 2**31 - 1)))
-    return np.random.default_rng(rng)
 
 
 class GroundTruthData:
@@ -401,7 +389,5 @@ def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:
     sampler = options.pop("sampler", None)
     data = factory(path=path, **options)
     if sampler is not None:
-        from dislab.data.sampling import as_sampler
-
         data.set_sampler(as_sampler(sampler, data))
     return data

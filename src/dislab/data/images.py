@@ -20,11 +20,12 @@ skipped with the reason (``evaluate``) or raise a :class:`~dislab.metrics.Metric
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from dislab.data.base import DataError, register
-from dislab.data.labelled import LabelledData, from_folder
+from dislab.data.labelled import LabelledData, from_arrays
 
-__all__ = ["read_image_folder", "load_images", "IMAGE_EXTENSIONS", "CACHE_FOLDER"]
+__all__ = ["read_image_folder", "load_images", "from_folder", "IMAGE_EXTENSIONS", "CACHE_FOLDER"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: The cache folder made inside the image folder (see the module docstring).
@@ -165,6 +166,81 @@ def read_image_folder(
             warnings.warn(f"could not write the image cache {cache_file} ({e}); reading "
                           "without a cache (pass cache=False or cache=FOLDER).", stacklevel=2)
     return images, files
+
+
+_FILE_COLUMNS = ("file", "filename", "image", "path", "name")
+
+
+def from_folder(
+    path: str | os.PathLike[str],
+    factors: str | os.PathLike[str] = "factors.csv",
+    file_column: str | None = None,
+    names: Sequence[str] | None = None,
+    bins: int | Mapping[str, int] | None = None,
+    size: int | Sequence[int] | None = None,
+    channels: int | None = None,
+    cache: bool | str | os.PathLike[str] = "auto",
+    min_rows_per_value: int = 2,
+) -> LabelledData:
+    """Images in folder ``path`` plus a CSV of their factors.
+
+    ``factors``: the CSV (relative to ``path`` unless absolute), one row per image: a column
+    naming the image file relative to ``path`` (``file_column``; default the first of
+    ``file``, ``filename``, ``image``, ``path``, ``name``) and one column per factor (all
+    other columns, or ``names``). Numeric columns are read as numbers, others as strings.
+    Images are read, resized and cached as :func:`dislab.data.images.load_images` does
+    (``size``: default 64x64, ``channels``, ``cache``). ``bins``/``min_rows_per_value`` as
+    :func:`~dislab.data.labelled.from_arrays`.
+    """
+    root = Path(path)
+    csv_path = Path(factors)
+    if not csv_path.is_absolute():
+        csv_path = root / csv_path
+    if not csv_path.is_file():
+        raise DataError(f"factor table {str(csv_path)!r} does not exist; from_folder needs a CSV "
+                        "with one row per image (a file column and one column per factor).")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{csv_path}: cannot read the CSV ({e}).") from None
+    if len(rows) < 2:
+        raise DataError(f"{csv_path}: needs a header row and at least one data row.")
+    header = [h.strip() for h in rows[0]]
+    body = [r for r in rows[1:] if any(c.strip() for c in r)]
+    for i, r in enumerate(body):
+        if len(r) != len(header):
+            raise DataError(f"{csv_path}: row {i + 2} has {len(r)} fields, the header "
+                            f"{len(header)}.")
+    if file_column is None:
+        lower = [h.lower() for h in header]
+        file_column = next((header[lower.index(c)] for c in _FILE_COLUMNS if c in lower), None)
+        if file_column is None:
+            raise DataError(f"{csv_path}: no file column (one of {list(_FILE_COLUMNS)}); name "
+                            "it with file_column=.")
+    if file_column not in header:
+        raise DataError(f"{csv_path}: no column {file_column!r}; columns are {header}.")
+    fc = header.index(file_column)
+    wanted = list(names) if names is not None else [h for h in header if h != file_column]
+    missing = [w for w in wanted if w not in header]
+    if missing:
+        raise DataError(f"{csv_path}: no column(s) {missing}; columns are {header}.")
+    if not wanted:
+        raise DataError(f"{csv_path}: no factor columns besides {file_column!r}.")
+    files = [r[fc].strip() for r in body]
+    columns: dict[str, np.ndarray] = {}
+    for w in wanted:
+        raw = [r[header.index(w)].strip() for r in body]
+        try:
+            num = np.asarray([float(x) for x in raw])
+            columns[w] = num.astype(np.int64) if np.all(num == np.round(num)) else num
+        except ValueError:
+            columns[w] = np.asarray(raw)
+    images, _ = read_image_folder(root, files=files, size=size, channels=channels, cache=cache)
+    data = from_arrays(images, columns, bins=bins, name=root.name or "folder",
+                       min_rows_per_value=min_rows_per_value)
+    data.source = "folder"
+    return data
 
 
 @register("images", "a folder of PNG/JPEG images without labels (resized, cached as uint8)")

@@ -1,8 +1,9 @@
 """Labelled data that is not a full factorial grid: any set of observations with factor labels.
 
-:func:`from_arrays` wraps images (or vectors) and a factor table, :func:`from_folder` reads a
-folder of images plus a CSV of factors, :func:`partial_grid` keeps some rows of a grid data
-set (dSprites with a quarter of its (posX, posY) positions removed is one line). Each gives a
+:func:`from_arrays` wraps images (or vectors) and a factor table,
+:func:`~dislab.data.images.from_folder` reads a folder of images plus a CSV of factors,
+:func:`partial_grid` keeps some rows of a grid data set (dSprites with a quarter of its
+(posX, posY) positions removed is one line). Each gives a
 :class:`LabelledData`, a :class:`~dislab.data.GroundTruthData` whose *index is a row index*:
 row ``i`` of a code table is row ``i`` of the data, ``len(data)`` is the number of rows,
 ``sample_index`` draws rows uniformly (the empirical distribution, as disentanglement_lib's
@@ -27,17 +28,14 @@ metrics and the ELBO decomposition work on it; factor metrics say there are no f
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dislab.data.base import DataError, GroundTruthData, as_rng
 
-__all__ = ["LabelledData", "from_arrays", "from_folder", "partial_grid"]
+__all__ = ["LabelledData", "from_arrays", "partial_grid"]
 
 
 def _as_observations(images: Any) -> np.ndarray:
@@ -442,81 +440,3 @@ def partial_grid(
     return LabelledData(observe, len(rows), data.observation_shape, codes, data.factor_names,
                         values, name=name or f"{data.name}_partial",
                         min_rows_per_value=min_rows_per_value, source=data.source)
-
-
-_FILE_COLUMNS = ("file", "filename", "image", "path", "name")
-
-
-def from_folder(
-    path: str | os.PathLike[str],
-    factors: str | os.PathLike[str] = "factors.csv",
-    file_column: str | None = None,
-    names: Sequence[str] | None = None,
-    bins: int | Mapping[str, int] | None = None,
-    size: int | Sequence[int] | None = None,
-    channels: int | None = None,
-    cache: bool | str | os.PathLike[str] = "auto",
-    min_rows_per_value: int = 2,
-) -> LabelledData:
-    """Images in folder ``path`` plus a CSV of their factors.
-
-    ``factors``: the CSV (relative to ``path`` unless absolute), one row per image: a column
-    naming the image file relative to ``path`` (``file_column``; default the first of
-    ``file``, ``filename``, ``image``, ``path``, ``name``) and one column per factor (all
-    other columns, or ``names``). Numeric columns are read as numbers, others as strings.
-    Images are read, resized and cached as :func:`dislab.data.images.load_images` does
-    (``size``: default 64x64, ``channels``, ``cache``). ``bins``/``min_rows_per_value`` as
-    :func:`from_arrays`.
-    """
-    from dislab.data.images import read_image_folder
-
-    root = Path(path)
-    csv_path = Path(factors)
-    if not csv_path.is_absolute():
-        csv_path = root / csv_path
-    if not csv_path.is_file():
-        raise DataError(f"factor table {str(csv_path)!r} does not exist; from_folder needs a CSV "
-                        "with one row per image (a file column and one column per factor).")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{csv_path}: cannot read the CSV ({e}).") from None
-    if len(rows) < 2:
-        raise DataError(f"{csv_path}: needs a header row and at least one data row.")
-    header = [h.strip() for h in rows[0]]
-    body = [r for r in rows[1:] if any(c.strip() for c in r)]
-    for i, r in enumerate(body):
-        if len(r) != len(header):
-            raise DataError(f"{csv_path}: row {i + 2} has {len(r)} fields, the header "
-                            f"{len(header)}.")
-    if file_column is None:
-        lower = [h.lower() for h in header]
-        file_column = next((header[lower.index(c)] for c in _FILE_COLUMNS if c in lower), None)
-        if file_column is None:
-            raise DataError(f"{csv_path}: no file column (one of {list(_FILE_COLUMNS)}); name "
-                            "it with file_column=.")
-    if file_column not in header:
-        raise DataError(f"{csv_path}: no column {file_column!r}; columns are {header}.")
-    fc = header.index(file_column)
-    wanted = list(names) if names is not None else [h for h in header if h != file_column]
-    missing = [w for w in wanted if w not in header]
-    if missing:
-        raise DataError(f"{csv_path}: no column(s) {missing}; columns are {header}.")
-    if not wanted:
-        raise DataError(f"{csv_path}: no factor columns besides {file_column!r}.")
-    files = [r[fc].strip() for r in body]
-    columns: dict[str, np.ndarray] = {}
-    for w in wanted:
-        raw = [r[header.index(w)].strip() for r in body]
-        try:
-            num = np.asarray([float(x) for x in raw])
-            columns[w] = num.astype(np.int64) if np.all(num == np.round(num)) else num
-        except ValueError:
-            columns[w] = np.asarray(raw)
-    images, _ = read_image_folder(root, files=files, size=size, channels=channels, cache=cache)
-    data = from_arrays(images, columns, bins=bins, name=root.name or "folder",
-                       min_rows_per_value=min_rows_per_value)
-    data.source = "folder"
-    return data
-

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dislab.data.base import DataError, GroundTruthData, as_rng
+from dislab.errors import DataError
+
+if TYPE_CHECKING:  # annotations only: dislab.data.base imports this module
+    from dislab.data.base import GroundTruthData
 
 __all__ = [
     "FactorSampler",
@@ -41,6 +44,7 @@ __all__ = [
     "correlated_pair",
     "from_spec",
     "as_sampler",
+    "as_rng",
 ]
 
 
@@ -55,6 +59,16 @@ def _normalise(p: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
         raise DataError(f"{what} must have a positive sum.")
     return arr / total
 
+
+
+def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Turn a seed, ``None`` or a Generator into a ``numpy.random.Generator`` (a legacy
+    ``RandomState`` seeds a new Generator from its next draw)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, np.random.RandomState):
+        return np.random.default_rng(int(rng.randint(0, 2**31 - 1)))
+    return np.random.default_rng(rng)
 
 class FactorSampler:
     """Base class: ``sampler(n, rng) -> (n, K) int64``; ``probabilities()`` = the joint."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dislab.data.base import GroundTruthData
+if TYPE_CHECKING:  # annotations only: GroundTruthData.torch_dataset imports this module
+    from dislab.data.base import GroundTruthData
 
 
 class GridDataset(Dataset):

@@ -31,6 +31,7 @@ from typing import Any
 
 from dislab.errors import DislabError
 from dislab.study.runner import DEFAULT_RUN_FN, execute_run
+from dislab.threads import thread_env
 
 __all__ = ["run_local", "run_ray", "run_slurm", "BACKENDS"]
 
@@ -72,9 +73,7 @@ def _die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
 def _init_worker(threads: int, parent: int | None = None) -> None:
     if parent is not None:
         _die_with_parent(parent)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["MKL_NUM_THREADS"] = str(threads)
-    os.environ["DISLAB_THREADS"] = str(threads)
+    os.environ.update(thread_env(threads))
 
 
 def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
@@ -139,8 +138,7 @@ def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads
         return []
     started_here = False
     if not ray.is_initialized():
-        env = {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                            "DISLAB_THREADS": str(threads)}}
+        env = {"env_vars": thread_env(threads)}
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:

@@ -28,6 +28,7 @@ from typing import Any
 from dislab import tiny
 from dislab.errors import DislabError
 from dislab.study.spec import StudySpec
+from dislab.threads import torch_threads
 
 __all__ = [
     "expand",
@@ -177,9 +178,7 @@ def _measure_step_seconds(method: str, hparams: dict[str, Any], shape: tuple[int
     from dislab import models
 
     cls = models.get_class(method)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(0)
         model = models.create(method, shape, latent_dim, **hparams)
         optimizers = model.configure_optimizers()
@@ -194,8 +193,6 @@ def _measure_step_seconds(method: str, hparams: dict[str, Any], shape: tuple[int
             times.append(time.perf_counter() - t0)
         times = sorted(times[1:])
         return times[len(times) // 2]
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _grid_size(train: dict[str, Any], cache: dict[str, int]) -> int:

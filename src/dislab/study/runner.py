@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any
 
 from dislab.io import read_json as io_read_json
 from dislab.io import write_json
+from dislab.threads import apply_env_threads, set_process_threads
 
 __all__ = [
     "DEFAULT_RUN_FN",
@@ -86,16 +86,6 @@ def resolve_run_fn(spec: str | RunFn) -> RunFn:
     return fn
 
 
-def _set_threads(threads: int | None) -> None:
-    """Torch threads of this worker (``DISLAB_THREADS`` tells the run function, which sets
-    them once it imports torch; torch is not imported here so fake runs stay fast)."""
-    if threads:
-        os.environ["DISLAB_THREADS"] = str(int(threads))
-        os.environ["OMP_NUM_THREADS"] = str(int(threads))
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(int(threads))
-
-
 def execute_run(run: dict[str, Any], study_dir: str, run_fn: str = DEFAULT_RUN_FN,
                 threads: int | None = None) -> dict[str, Any]:
     """Run ``run`` in ``study_dir/runs/<run_id>`` unless it is already done; return its record.
@@ -118,7 +108,7 @@ def execute_run(run: dict[str, Any], study_dir: str, run_fn: str = DEFAULT_RUN_F
             "pid": os.getpid(), "started": started}
     write_json_atomic(folder / "status.json", {**base, "status": "running", "error": None})
     try:
-        _set_threads(threads)
+        set_process_threads(threads)  # DISLAB_THREADS tells the run function
         fn = resolve_run_fn(run_fn)
         out = fn(run, folder) or {}
     except Exception as e:  # noqa: BLE001 - a failing run is recorded, the study goes on
@@ -155,14 +145,11 @@ def train_and_evaluate(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from its checkpoint when one is there; skipped when training already finished), then
     :func:`dislab.metrics.evaluate_run` on it. Torch threads: ``DISLAB_THREADS`` (set by the
     backend) unless the spec's ``train:`` sets ``threads``."""
-    import torch
-
     from dislab.metrics import evaluate_run
     from dislab.train import TrainConfig, fit
 
+    apply_env_threads()
     threads = os.environ.get("DISLAB_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
     config = dict(run["train"])
     config["out"] = str(Path(run_dir) / "model")
     from dislab.train import tracking

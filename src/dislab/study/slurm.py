@@ -34,6 +34,7 @@ from typing import Any
 
 from dislab.errors import DislabError
 from dislab.study.runner import DEFAULT_RUN_FN, execute_run, read_json, run_folder
+from dislab.threads import thread_env
 
 __all__ = ["run_slurm"]
 
@@ -103,8 +104,7 @@ def run_slurm(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
         params["slurm_account"] = account
     if qos:
         params["slurm_qos"] = qos
-    env_setup = [f"export OMP_NUM_THREADS={int(threads)}", f"export MKL_NUM_THREADS={int(threads)}",
-                 f"export DISLAB_THREADS={int(threads)}"]
+    env_setup = [f"export {key}={value}" for key, value in thread_env(threads).items()]
     params["slurm_setup"] = env_setup + list(setup or [])
     ex.update_parameters(**params)
     n = len(runs)
