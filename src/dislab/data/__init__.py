@@ -21,6 +21,7 @@ from dislab.data.base import (
     get,
     load,
     names,
+    observation_shape,
     register,
 )
 from dislab.data.images import from_folder
@@ -39,6 +40,7 @@ __all__ = [
     "get",
     "load",
     "names",
+    "observation_shape",
     "partial_grid",
     "register",
 ]

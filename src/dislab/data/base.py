@@ -36,6 +36,7 @@ __all__ = [
     "from_function",
     "register",
     "load",
+    "observation_shape",
     "available",
     "as_rng",
 ]
@@ -340,14 +341,24 @@ def from_function(
 # -- registry ------------------------------------------------------------------------------
 _REGISTRY: dict[str, Callable[..., GroundTruthData]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_CLASSES: dict[str, type[GroundTruthData]] = {}
 
 
-def register(name: str, description: str = "") -> Callable[[Callable[..., Any]], Any]:
-    """Decorator: register a factory ``f(path=None, **options) -> GroundTruthData``."""
+def register(name: str, description: str = "",
+             data_class: type[GroundTruthData] | None = None
+             ) -> Callable[[Callable[..., Any]], Any]:
+    """Decorator: register a factory ``f(path=None, **options) -> GroundTruthData``.
+
+    ``data_class`` (optional): the class the factory returns, when its class attribute
+    ``observation_shape`` holds for every instance; :func:`observation_shape` then answers
+    for a data set read from a file without opening the file.
+    """
 
     def deco(factory: Callable[..., Any]) -> Any:
         _REGISTRY[name] = factory
         _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().split("\n")[0]
+        if data_class is not None:
+            _CLASSES[name] = data_class
         return factory
 
     return deco
@@ -372,6 +383,26 @@ def get(name: str) -> Callable[..., GroundTruthData]:
             "(see `dislab data list`)."
         )
     return _REGISTRY[key]
+
+
+def observation_shape(name: str, path: str | None = None, **options: Any) -> tuple[int, ...]:
+    """Observation shape ``(C, H, W)`` or ``(D,)`` of data set ``name``, without reading a file
+    or rendering an image: a procedural data set (``path=None``) is opened (lazily, cheaply)
+    and asked; a data set read from a file answers with its registered ``data_class``. Raises
+    :class:`DataError` when neither is possible (the data set needs its file to know)."""
+    key = name.lower().replace("-", "_")
+    get(key)  # an unknown name raises, listing the known ones
+    if path is None:
+        try:
+            return tuple(int(s) for s in load(key, **options).observation_shape)
+        except DataError:
+            if key not in _CLASSES:
+                raise
+    cls = _CLASSES.get(key)
+    if cls is None or not cls.observation_shape:
+        raise DataError(f"{name}: the observation shape is known only once the data set is "
+                        "read (pass its file, or register it with data_class=).")
+    return tuple(int(s) for s in cls.observation_shape)
 
 
 def load(name: str, path: str | None = None, **options: Any) -> GroundTruthData:

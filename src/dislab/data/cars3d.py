@@ -109,7 +109,7 @@ class Cars3D(GroundTruthData):
         return np.ascontiguousarray(self._images[index].transpose(0, 3, 1, 2))
 
 
-@register("cars3d", "Cars3D: elevation, azimuth, object (official .mat files)")
+@register("cars3d", "Cars3D: elevation, azimuth, object (official .mat files)", Cars3D)
 def _load_cars3d(path: str | None = None, **options: Any) -> Cars3D:
     if path is None:
         raise DataError(

@@ -927,13 +927,14 @@ def _base(path: str | os.PathLike[str] | None, name: str, options: dict[str, Any
     return DSpritesFile(path)
 
 
-@register("dsprites", "dSprites: shape 3, scale 6, orientation 40, posX 32, posY 32 (1x64x64)")
+@register("dsprites", "dSprites: shape 3, scale 6, orientation 40, posX 32, posY 32 (1x64x64)",
+          _BinarySprites)
 def load_dsprites(path: str | None = None, **options: Any) -> _BinarySprites:
     """dSprites (disentanglement_lib ``dsprites_full``): the official file or the renderer."""
     return _base(path, "dsprites", options)
 
 
-@register("dsprites_full", "alias of dsprites (disentanglement_lib's name)")
+@register("dsprites_full", "alias of dsprites (disentanglement_lib's name)", _BinarySprites)
 def load_dsprites_full(path: str | None = None, **options: Any) -> _BinarySprites:
     """Alias of ``dsprites``."""
     return _base(path, "dsprites_full", options)
@@ -946,21 +947,22 @@ def load_dsprites_noshape(path: str | None = None, **options: Any) -> DSpritesNo
     return DSpritesNoShape(base, **options)
 
 
-@register("color_dsprites", "dSprites in a random colour per image (3x64x64)")
+@register("color_dsprites", "dSprites in a random colour per image (3x64x64)", ColorDSprites)
 def load_color_dsprites(path: str | None = None, **options: Any) -> ColorDSprites:
     """Colour-dSprites (see :class:`ColorDSprites`)."""
     base = _base(path, "color_dsprites", options, ("seed", "fresh"))
     return ColorDSprites(base, **options)
 
 
-@register("noisy_dsprites", "dSprites plus uniform pixel noise (3x64x64)")
+@register("noisy_dsprites", "dSprites plus uniform pixel noise (3x64x64)", NoisyDSprites)
 def load_noisy_dsprites(path: str | None = None, **options: Any) -> NoisyDSprites:
     """Noisy-dSprites (see :class:`NoisyDSprites`)."""
     base = _base(path, "noisy_dsprites", options, ("seed", "fresh"))
     return NoisyDSprites(base, **options)
 
 
-@register("scream_dsprites", "dSprites on crops of The Scream (scream_path=...) (3x64x64)")
+@register("scream_dsprites", "dSprites on crops of The Scream (scream_path=...) (3x64x64)",
+          ScreamDSprites)
 def load_scream_dsprites(path: str | None = None, **options: Any) -> ScreamDSprites:
     """Scream-dSprites (see :class:`ScreamDSprites`); ``scream_path`` = the user's picture."""
     base = _base(path, "scream_dsprites", options, ("seed", "fresh", "scream_path"))

@@ -154,4 +154,4 @@ for _mode, _desc in (
     ("mpi3d_realistic", "MPI3D realistic (simulated, realistic): 7 factors, official .npz needed"),
     ("mpi3d_real", "MPI3D real (robot platform photos): 7 factors, official .npz needed"),
 ):
-    register(_mode, _desc)(_factory(_mode))
+    register(_mode, _desc, MPI3D)(_factory(_mode))

@@ -722,7 +722,7 @@ def render_to_file(
 
 
 @register("shapes3d", "Shapes3D / 3dshapes: floor, wall, object hue, scale, shape, azimuth "
-                      "(official .h5 or procedural)")
+                      "(official .h5 or procedural)", Shapes3D)
 def _load_shapes3d(path: str | None = None, **options: Any) -> GroundTruthData:
     if path is None:
         _check_options("shapes3d", options, ["cache", "precompute", "supersample", "cache_dir"])

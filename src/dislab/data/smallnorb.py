@@ -252,7 +252,8 @@ class SmallNORB(GroundTruthData):
         return self._images[row][:, None]
 
 
-@register("smallnorb", "smallNORB: category, elevation, azimuth, lighting (official .mat files)")
+@register("smallnorb", "smallNORB: category, elevation, azimuth, lighting (official .mat files)",
+          SmallNORB)
 def _load_smallnorb(path: str | None = None, **options: Any) -> SmallNORB:
     if path is None:
         raise DataError(

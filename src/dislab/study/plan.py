@@ -69,9 +69,9 @@ GRID_SIZE_FALLBACK = 737_280
 #: whole-grid encoding (about 119 s + 119 s on the machine above).
 EVAL_SECONDS_FALLBACK = 240.0
 
-#: Observation shapes used for the timing measurement (channels first), by data set name.
-_SHAPES = {"dsprites": (1, 64, 64), "smallnorb": (1, 64, 64)}
-_DEFAULT_SHAPE = (3, 64, 64)
+#: Observation shape for the timing measurement when the data set cannot tell its own without
+#: being read (a user's data set given by a file): the study architecture's input.
+SHAPE_FALLBACK = (3, 64, 64)
 
 
 def default_workers() -> int:
@@ -212,6 +212,23 @@ def _grid_size(train: dict[str, Any], cache: dict[str, int]) -> int:
     return cache[key]
 
 
+def _observation_shape(train: dict[str, Any], cache: dict[str, tuple[int, ...]]
+                       ) -> tuple[int, ...]:
+    """The run's observation shape from the data registry
+    (:func:`dislab.data.observation_shape`: no file read, nothing rendered), else
+    :data:`SHAPE_FALLBACK`."""
+    key = _canonical([train["data"], train.get("data_path"), train.get("data_options")])
+    if key not in cache:
+        import dislab.data as dd
+
+        try:
+            cache[key] = dd.observation_shape(train["data"], train.get("data_path"),
+                                              **(train.get("data_options") or {}))
+        except DislabError:  # an estimate; `study run` reports the error
+            cache[key] = SHAPE_FALLBACK
+    return cache[key]
+
+
 def _metric_names(metrics: list[str] | None) -> list[str]:
     if metrics is not None:
         return list(metrics)
@@ -250,6 +267,7 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
     (the mean over the runs).
     """
     per_step: dict[str, float] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     source = "measured" if measure else "constant"
     for run in runs:
         method = run["method"]
@@ -258,7 +276,7 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
         seconds = None
         if measure:
             train = run["train"]
-            shape = _SHAPES.get(train["data"], _DEFAULT_SHAPE)
+            shape = _observation_shape(train, shapes)
             try:
                 batch, steps = train["batch_size"], 3
                 if tiny.enabled():  # DISLAB_TINY: one timed step of a toy batch
