@@ -168,7 +168,20 @@ class TrainConfig:
 
     # -- validation ------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
-        """Check every field (types, ranges, known names); returns self or raises DislabError."""
+        """Check every field (types, ranges, known names); returns self or raises DislabError.
+
+        The names come from the registries: methods (:func:`dislab.models.names`), data sets
+        (:func:`dislab.data.names`), architectures (:data:`dislab.nets.ARCHITECTURES` and
+        :func:`dislab.nets.register_arch`) and reconstruction losses
+        (:data:`dislab.models.losses.RECONSTRUCTIONS`)."""
+        import dislab.data as dd
+        from dislab import models, nets
+        from dislab.models.losses import RECONSTRUCTIONS
+        from dislab.nets.custom import registered_archs
+
+        def choices(names: Any) -> str:
+            return ", ".join(repr(n) for n in names)
+
         def bad(name: str, why: str) -> DislabError:
             return DislabError(f"Training config: {name}={getattr(self, name)!r} {why}")
 
@@ -179,9 +192,11 @@ class TrainConfig:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
         if not isinstance(self.model, str) or not self.model:
-            raise bad("model", "must be a method name (see `dislab models`).")
+            raise bad("model", f"must be a method name: {choices(models.names())} "
+                      "(see `dislab models`).")
         if not isinstance(self.data, str) or not self.data:
-            raise bad("data", "must be a data set name (see `dislab data list`).")
+            raise bad("data", f"must be a data set name: {choices(dd.names())} "
+                      "(see `dislab data list`).")
         if self.data_path is not None and not isinstance(self.data_path, str):
             raise bad("data_path", "must be a file path (string) or null.")
         for name in ("data_options", "hparams", "pair_options"):
@@ -219,16 +234,16 @@ class TrainConfig:
         from dislab.train.tracking import check_loggers
 
         check_loggers(self.loggers, self.tracking)
-        if self.reconstruction not in ("bernoulli", "gaussian"):
-            raise bad("reconstruction", "must be 'bernoulli' or 'gaussian'.")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise bad("reconstruction", f"must be one of {choices(RECONSTRUCTIONS)}.")
         if not isinstance(self.arch, str):
-            raise bad("arch", "must be 'conv' or 'mlp'.")
+            archs = choices([*nets.ARCHITECTURES, *registered_archs()])
+            raise bad("arch", f"must be one of {archs} or 'module:Encoder,module:Decoder'.")
         # The method name and its hyper-parameters (clear errors come from the registry).
-        from dislab import models
-
         cls = models.get_class(self.model)
         self.model = cls.name
         cls.resolve_hparams(dict(self.hparams))
+        dd.get(self.data)  # an unknown name raises, listing the registered data sets
         return self
 
     def differences(self, other: TrainConfig) -> list[str]:
