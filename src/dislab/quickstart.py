@@ -22,7 +22,8 @@ factor move both of its latents. It is weakly supervised by the pairs; ``model="
 gives the unsupervised β-TCVAE (β = 6) instead.
 
 On a CPU with two or more cores it trains two seeds side by side, one process and one core
-each (two 1-thread runs process more images per second than one 2-thread run;
+each, through the study's local backend (:func:`dislab.study.backends.run_in_pool`; two
+1-thread runs process more images per second than one 2-thread run;
 docs/quickstart.md has the figures), and keeps the one with the lower training loss on
 held-out pairs (:func:`objective`; no labels): about one seed in five of this setting gets
 stuck (docs/quickstart.md).
@@ -30,13 +31,15 @@ stuck (docs/quickstart.md).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
 import os
-import signal
 import sys
 import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,19 +126,46 @@ def default_runs(device: str = "auto") -> int:
     return 2 if resolve_device(device).type == "cpu" and _cores() >= 2 else 1
 
 
-def _child_main() -> None:
-    """Entry of a candidate's training process: ``python -c ... CONFIG_JSON DATA_MODULE``."""
-    cfg = json.loads(sys.argv[1])
-    if len(sys.argv) > 2 and sys.argv[2]:
-        importlib.import_module(sys.argv[2])  # a data set registered outside dislab
-    _fit_one(cfg, progress=False)
-
-
 def _fit_one(cfg: dict[str, Any], progress: bool) -> None:
     """Train ``cfg`` to its ``steps``, resuming its run folder if it holds one."""
     from dislab.train import fit
 
     fit(cfg, progress=progress, resume=(Path(cfg["out"]) / "config.json").exists())
+
+
+@contextlib.contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """This process's stdout and stderr (file descriptors 1 and 2, so warnings of C code
+    too) appended to ``log`` for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def _train_candidate(cfg: dict[str, Any], data_module: str, log: str) -> dict[str, Any]:
+    """A candidate's job in the study's process pool: train ``cfg`` to its ``steps``, its
+    output going to ``log``. A failure is returned (``error``), not raised, so the other
+    candidates finish (as a study records a failed run and goes on)."""
+    with _output_to(Path(log)):
+        try:
+            if data_module:
+                importlib.import_module(data_module)  # a data set registered outside dislab
+            _fit_one(cfg, progress=False)
+        except Exception as e:  # noqa: BLE001 - recorded, reported by the parent
+            traceback.print_exc()
+            return {"out": cfg["out"], "error": f"{type(e).__name__}: {e}"}
+    return {"out": cfg["out"], "error": None}
 
 
 def _logged_step(run_dir: Path) -> int:
@@ -151,15 +181,15 @@ def _logged_step(run_dir: Path) -> int:
 
 
 def _fit_all(cfgs: list[dict[str, Any]], target: int, progress: bool) -> None:
-    """Train every candidate to step ``target``: in this process when there is one, else one
-    spawned process per candidate (each on ``cfg["threads"]`` threads), with a progress bar of
-    their summed steps."""
+    """Train every candidate to step ``target``: in this process when there is one, else
+    side by side through the study's local backend (:func:`dislab.study.backends.run_in_pool`:
+    one spawned process per candidate, each on ``cfg["threads"]`` threads), with a progress
+    bar of their summed steps."""
     if len(cfgs) == 1:
         _fit_one({**cfgs[0], "steps": target}, progress)
         return
-    import subprocess
-
     import dislab.data as dd
+    from dislab.study.backends import run_in_pool
 
     module = getattr(dd.base._REGISTRY.get(str(cfgs[0]["data"]).lower()), "__module__", None)
     module = module if module and not module.startswith("dislab.") else ""
@@ -168,55 +198,38 @@ def _fit_all(cfgs: list[dict[str, Any]], target: int, progress: bool) -> None:
     todo = [c for c, s0 in zip(cfgs, start) if s0 < target]
     if not todo:
         return
-    threads = str(int(todo[0].get("threads") or 1))
-    # separate processes started afresh (not forked, no re-import of the caller's script)
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    logs = {c["out"]: Path(str(c["out"]) + ".log") for c in todo}
+    for log in logs.values():
+        log.parent.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(target - s0 for s0 in start), unit="step", smoothing=0.1,
                    desc=f"training {len(todo)} seeds side by side")
-    procs: list[tuple[dict[str, Any], Any, Path]] = []
+
+    def show_progress() -> None:
+        if bar is not None:
+            bar.update(sum(max(s0, _logged_step(d)) for d, s0 in zip(dirs, start))
+                       - sum(start) - bar.n)
+
     try:
-        for c in todo:
-            log = Path(str(c["out"]) + ".log")
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as f:
-                proc = subprocess.Popen(
-                    [sys.executable, "-c", "import dislab.quickstart as q; q._child_main()",
-                     json.dumps({**c, "steps": target}), module],
-                    env=env, stdout=f, stderr=subprocess.STDOUT)
-            procs.append((c, proc, log))
-        while any(p.poll() is None for _, p, _ in procs):
-            time.sleep(1.0)
-            if bar is not None:
-                bar.update(sum(max(s0, _logged_step(d)) for d, s0 in zip(dirs, start))
-                           - sum(start) - bar.n)
-    except BaseException as e:
         # Ctrl-C reaches the candidates too; any other error stops them the same way (each
-        # saves a checkpoint), then waits for them
-        if not isinstance(e, KeyboardInterrupt):
-            for _, p, _ in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGINT)
-        for _, p, _ in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
+        # saves a checkpoint), waiting up to a minute for them
+        results = run_in_pool(
+            _train_candidate,
+            [({**c, "steps": target}, module, str(logs[c["out"]])) for c in todo],
+            workers=len(todo), threads=int(todo[0].get("threads") or 1),
+            name=lambda args: f"the candidate {args[0]['out']}", on_wait=show_progress,
+            grace=60.0, hint=f" (the logs: {', '.join(str(p) for p in logs.values())})")
     finally:
         if bar is not None:
             bar.close()
-    for c, p, log in procs:
-        if p.returncode != 0:
-            status = _status(Path(c["out"]))
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() \
-                else []
-            why = status.get("error") or (tail[0] if tail else f"exit code {p.returncode}")
-            raise DislabError(f"training the candidate {c['out']} failed: {why} (its log: "
+    for r in sorted(results, key=lambda r: [c["out"] for c in todo].index(r["out"])):
+        if r["error"] is not None:
+            log = logs[r["out"]]
+            why = _status(Path(r["out"])).get("error") or r["error"]
+            raise DislabError(f"training the candidate {r['out']} failed: {why} (its log: "
                               f"{log}). The other candidates' runs are kept; run the same "
                               "command again to resume.")
 
@@ -288,7 +301,9 @@ def run(
 
     ``out``: the quickstart folder (an interrupted quickstart in the same folder is resumed).
     ``runs``: candidates trained side by side with seeds ``seed, seed + 1, ...``, one process
-    each (default :func:`default_runs`: 2 on a multi-core CPU, 1 on a GPU). With one, ``out``
+    each (default :func:`default_runs`: 2 on a multi-core CPU, 1 on a GPU). The processes are
+    spawned as a study's workers are, so a script that calls this with ``runs > 1`` needs the
+    usual ``if __name__ == "__main__":`` guard. With one, ``out``
     is the run folder; with more, each candidate is ``out/seed_<s>``, and the one with the
     lowest :func:`objective` (its training loss on held-out pairs: no labels) is evaluated and
     reported. Either way ``out/index.html`` opens the report.

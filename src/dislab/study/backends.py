@@ -33,7 +33,7 @@ from dislab.errors import DislabError
 from dislab.study.runner import DEFAULT_RUN_FN, execute_run
 from dislab.threads import thread_env
 
-__all__ = ["run_local", "run_ray", "run_slurm", "BACKENDS"]
+__all__ = ["run_in_pool", "run_local", "run_ray", "run_slurm", "BACKENDS"]
 
 #: Times a Ray task is re-run when its worker or node is lost (the run resumes from its
 #: checkpoint; errors raised by the run itself are recorded, never retried).
@@ -76,51 +76,85 @@ def _init_worker(threads: int, parent: int | None = None) -> None:
     os.environ.update(thread_env(threads))
 
 
-def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
-              run_fn: str = DEFAULT_RUN_FN, on_start: OnStart | None = None,
-              on_done: OnDone | None = None) -> list[dict[str, Any]]:
-    """Execute ``runs`` in a pool of ``workers`` spawned processes; return their records."""
-    if not runs:
+def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers: int,
+                threads: int, name: Callable[[tuple[Any, ...]], str] = str,
+                on_start: Callable[[tuple[Any, ...]], None] | None = None,
+                on_done: Callable[[Any], None] | None = None,
+                on_wait: Callable[[], None] | None = None, grace: float = 0.0,
+                hint: str = "") -> list[Any]:
+    """``fn(*args)`` for every ``args`` in ``jobs``, in a pool of ``workers`` spawned processes
+    with ``threads`` threads each (:func:`dislab.threads.thread_env`), which end with this
+    process even when it is killed (:func:`_die_with_parent`); returns the results in the
+    order they finished. ``fn`` must be importable (a module-level function).
+
+    ``on_start(args)`` / ``on_done(result)`` are called as jobs are submitted / finish;
+    ``on_wait()`` about once a second while jobs run (progress bars). On an error or Ctrl-C
+    here the workers are stopped: with ``grace`` seconds, first by SIGINT (as Ctrl-C in a
+    terminal, so that a training run saves its checkpoint) and given that long to finish,
+    else at once. ``name(args)`` and ``hint`` go into the error for a worker that died.
+    """
+    if not jobs:
         return []
-    records: list[dict[str, Any]] = []
+    results: list[Any] = []
     context = multiprocessing.get_context("spawn")
-    workers = max(1, min(workers, len(runs)))
+    workers = max(1, min(workers, len(jobs)))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_init_worker, initargs=(threads, os.getpid()))
-    queue = list(runs)
-    in_flight: dict[Any, dict[str, Any]] = {}
+    queue = list(jobs)
+    in_flight: dict[Any, tuple[Any, ...]] = {}
     try:
         while queue or in_flight:
-            # Keep exactly `workers` runs submitted so that "running" is accurate.
+            # Keep exactly `workers` jobs submitted so that "running" is accurate.
             while queue and len(in_flight) < workers:
-                run = queue.pop(0)
-                future = pool.submit(execute_run, run, str(study_dir), run_fn, threads)
-                in_flight[future] = run
+                args = queue.pop(0)
+                in_flight[pool.submit(fn, *args)] = args
                 if on_start:
-                    on_start(run)
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                    on_start(args)
+            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED,
+                               timeout=1.0 if on_wait else None)
+            if on_wait:
+                on_wait()
             for future in finished:
-                run = in_flight.pop(future)
+                args = in_flight.pop(future)
                 try:
-                    record = future.result()
+                    result = future.result()
                 except BrokenProcessPool:
                     raise DislabError(
-                        f"A worker process died while running {run['run_id']} (out of memory? "
-                        "killed?). Finished runs are kept; re-run the same command to resume, "
-                        "maybe with fewer --workers."
-                    ) from None
-                records.append(record)
+                        f"A worker process died while running {name(args)} (out of memory? "
+                        f"killed?). Finished work is kept; re-run the same command to resume"
+                        f"{hint}.") from None
+                results.append(result)
                 if on_done:
-                    on_done(record)
-    except BaseException:
-        # Ctrl-C / an error in the driver: stop the workers now (their runs stay resumable)
-        # instead of waiting for the running runs to finish.
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
+                    on_done(result)
+    except BaseException as e:
+        # Ctrl-C / an error here: stop the workers now (their work stays resumable) instead
+        # of waiting for the running jobs to finish.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        if grace > 0:
+            if not isinstance(e, KeyboardInterrupt):  # Ctrl-C reached them already
+                for process in processes:
+                    if process.is_alive() and process.pid:
+                        os.kill(process.pid, signal.SIGINT)
+            wait(list(in_flight), timeout=grace)  # the running jobs end (or time runs out)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return records
+    return results
+
+
+def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
+              run_fn: str = DEFAULT_RUN_FN, on_start: OnStart | None = None,
+              on_done: OnDone | None = None) -> list[dict[str, Any]]:
+    """Execute ``runs`` in a pool of ``workers`` spawned processes (:func:`run_in_pool`);
+    return their records."""
+    return run_in_pool(
+        execute_run, [(run, str(study_dir), run_fn, threads) for run in runs],
+        workers=workers, threads=threads, name=lambda args: str(args[0]["run_id"]),
+        on_start=(lambda args: on_start(args[0])) if on_start else None, on_done=on_done,
+        hint=", maybe with fewer --workers")
 
 
 def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
