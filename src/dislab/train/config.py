@@ -243,7 +243,6 @@ class TrainConfig:
         cls = models.get_class(self.model)
         self.model = cls.name
         cls.resolve_hparams(dict(self.hparams))
-        dd.get(self.data)  # an unknown name raises, listing the registered data sets
         return self
 
     def differences(self, other: TrainConfig) -> list[str]:
