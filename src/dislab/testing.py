@@ -230,9 +230,13 @@ def _data_sampling(data: Any, entry: str, check: str, seed: int, make: Any) -> N
     f, x = data.sample(8, seed)
     _require(np.array_equal(f, data.sample_factors(8, seed)), entry, check,
              "sample(n, seed) draws other factors than sample_factors(n, seed)")
-    if data.num_factors:
+    if data.is_grid:
         _require(np.array_equal(x, data.images(f)), entry, check,
                  "sample(n) observations != images(its factors)")
+    else:  # labelled rows: the drawn rows' own observations, not the first row with f
+        _require(np.array_equal(x, data.images_from_index(data.sample_index(8, seed))),
+                 entry, check, "sample(n, seed) observations are not those of the rows "
+                 "sample_index(n, seed) draws")
 
 
 def _data_batches(data: Any, entry: str, check: str, seed: int, make: Any) -> None:
