@@ -2,6 +2,10 @@
 
 A method is a ``torch.nn.Module`` with
 
+* ``__init__(observation_shape, latent_dim=10, arch="conv", reconstruction="bernoulli",
+  dataset_size=None, **hparams)``: :meth:`Method.__init__` stores these shared options and
+  the resolved hyper-parameters (``self.hp``); a subclass calls it first, then builds its
+  networks. Everything builds methods through :func:`create` (``dislab.models.create``).
 * ``encode(x) -> (mean, logvar)``: ``x`` is ``(B, *observation_shape)`` float in [0, 1];
   ``mean`` and ``logvar`` are ``(B, latent_dim)``. Deterministic encoders return a
   ``logvar`` of zeros-like tensors filled with a very small variance (documented per method).

@@ -249,7 +249,7 @@ def uncompile_loss(model: nn.Module, eager: Callable[..., object], err: BaseExce
     model.loss = eager  # type: ignore[method-assign]
     warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); training "
                   "continues without compilation (set compile=false to skip trying).",
-                  stacklevel=3)
+                  stacklevel=2)
 
 
 DeterminismState = tuple[bool, bool, bool, bool]
