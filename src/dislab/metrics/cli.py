@@ -77,8 +77,8 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{name}  [{', '.join(flags) or 'opt-in'}]")
         if spec.description:
             print(f"    {spec.description}")
-        role = "disentanglement score" if spec.disentanglement else "not a disentanglement score"
-        print(f"    headline: {spec.headline} ({spec.label}; {spec.kind.describe()}; {role})")
+        role = "" if spec.disentanglement else "; not a disentanglement score"
+        print(f"    headline: {spec.headline} ({spec.label}; {spec.kind.describe()}{role})")
         params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
         print(f"    defaults: {params}")
     # a score of several runs, not of one representation: not in the registry

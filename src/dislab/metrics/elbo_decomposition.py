@@ -116,7 +116,7 @@ def _minibatch_terms(mean: np.ndarray, logvar: np.ndarray, rng: np.random.Genera
 
 @register_metric("elbo_decomposition", default=True, needs_posterior=True,
                  needs_factors=False, headline="tc", label="Total correlation of q(z)",
-                 kind=Kind("lower", 0.0, None), disentanglement=False,
+                 kind=Kind("lower", None, None), disentanglement=False,
                  keys=("mi", "tc", "dimwise_kl", "kl", "kl_estimate", "log_dataset_size",
                        "mi_mss", "tc_mss", "dimwise_kl_mss", "mi_mws", "tc_mws",
                        "dimwise_kl_mws", "dimwise_kl_z{z}", "kl_z{z}"))

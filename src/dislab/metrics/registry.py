@@ -78,6 +78,8 @@ class Kind:
 
     def describe(self) -> str:
         """E.g. ``"higher is better, in [0, 1]"``."""
+        if self.low is None and self.high is None:
+            return f"{self.better} is better"
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
         return f"{self.better} is better, in [{lo}, {hi}]"
