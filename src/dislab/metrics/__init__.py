@@ -19,6 +19,7 @@ from dislab.metrics.base import (
     posterior_index,
 )
 from dislab.metrics.registry import (
+    Kind,
     available,
     default_metrics,
     get,
@@ -32,6 +33,7 @@ from dislab.representation import encode_grid, model_representation
 
 __all__ = [
     "CodeTable",
+    "Kind",
     "MetricError",
     "Representation",
     "available",
