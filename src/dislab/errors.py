@@ -6,3 +6,8 @@ class DislabError(ValueError):
 
     The CLI prints the message without a traceback and exits with status 2.
     """
+
+
+class MetricError(DislabError):
+    """A metric, or the codes it reads, cannot work with the given input; the message says
+    why and what to do. (Raised by :mod:`dislab.metrics` and :mod:`dislab.representation`.)"""
