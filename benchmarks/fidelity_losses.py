@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from dislab.train import TrainConfig, fit, load_run
-from dislab.train.loop import BatchSource, pair_batch_settings
+from dislab.train.batches import BatchSource, pair_batch_settings
 
 
 def bce_sum(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Prints
 * encoding images/s of a plain eval-mode PyTorch loop (batch 64, float images, ``no_grad``)
-  and of :func:`dislab.metrics.cache.encode_rows` over the same images, and their ratio (a
+  and of :func:`dislab.representation.encode_rows` over the same images, and their ratio (a
   second call: the first, also printed, pays the once-per-process tracing and threading choice);
 * the time to encode the full grid (737,280 images) into a code table;
 * the time of each default metric on the cached table, and the total;
@@ -63,8 +63,8 @@ def _synthetic_table(data) -> object:
 def _lazy_section(out: dict, model, data, table, names: list[str], args) -> None:
     """Time ``names`` on a lazy table (encoding included) against the full-grid figures."""
     from dislab.metrics import CodeTable
-    from dislab.metrics.cache import encode_rows
     from dislab.metrics.suite import run_metrics
+    from dislab.representation import encode_rows
 
     full = run_metrics(table, data, names, seed=args.seed)
     t = time.perf_counter()
@@ -111,9 +111,9 @@ def main() -> None:
     from dislab import data as dd
     from dislab import models
     from dislab.metrics import CodeTable, default_metrics
-    from dislab.metrics.cache import encode_grid, encode_rows
     from dislab.metrics.dci import dci
     from dislab.metrics.suite import metric_rng, run_metrics
+    from dislab.representation import encode_grid, encode_rows
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--path", default=None, help="official dSprites .npz (default: procedural)")

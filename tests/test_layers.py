@@ -14,8 +14,9 @@ below it, never one above):
 7. ``study`` -- sweeps: plan, run, collect, report tables;
 8. ``viz`` -- run reports, study figures, analyses;
 9. **application**: every ``cli`` module (``dislab/cli.py``, ``<package>/cli.py``),
-   ``dislab/__main__.py``, ``dislab/quickstart.py`` and ``dislab/quickstart_cli.py`` -- they
-   may import anything; nothing below imports them.
+   ``dislab/__main__.py``, ``dislab/quickstart.py``, ``dislab/quickstart_cli.py`` and
+   ``dislab/testing.py`` (the registries' contract checks) -- they may import anything;
+   nothing below imports them.
 
 One rule on top of the order: ``metrics`` skips the layers under ``representation`` (``nets``,
 ``models``, ``train``): a metric sees codes and data, and a trained run reaches it through
@@ -47,32 +48,22 @@ PACKAGE = SRC / "dislab"
 BASE = {"dislab", "dislab.errors", "dislab.io", "dislab.status", "dislab.threads",
         "dislab.tiny", "dislab.estimators"}
 LAYERS = ["data", "nets", "models", "train", "representation", "metrics", "study", "viz"]
-APPLICATION = {"dislab.cli", "dislab.__main__", "dislab.quickstart", "dislab.quickstart_cli"}
+APPLICATION = {"dislab.cli", "dislab.__main__", "dislab.quickstart", "dislab.quickstart_cli",
+               "dislab.testing"}
 TOP = len(LAYERS) + 1
 #: layers that a package may not import although they are below it (see the docstring)
 SKIPPED = {"metrics": ("nets", "models", "train")}
 #: packages whose modules must not form import cycles
 NO_CYCLES = ("dislab.data", "dislab.metrics")
 
-#: Upward (or skipping) imports that other branches of issue 16 remove. The lead empties
-#: this at merge; every entry must still occur (a stale one fails), so nothing new hides here.
-#: (importing module, imported module): reason
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    # metrics/suite.py trains nothing but loads runs through train: fixed on branch
-    # i16-metrics (dislab/representation.py between train and metrics)
-    ("dislab.metrics.suite", "dislab.train"): "fixed on branch i16-metrics",
-    # study/report.py draws its figures with viz: fixed on branch i16-metrics
-    ("dislab.study.report", "dislab.viz.study_plots"): "fixed on branch i16-metrics",
-    # train/loop.py logs images with viz: fixed on branch i16-loop
-    ("dislab.train.loop", "dislab.viz.images"): "fixed on branch i16-loop",
-}
+#: Upward (or skipping) imports tolerated while a branch that removes them is pending, as
+#: ``(importing module, imported module): reason``. Empty since issue 16's branches merged;
+#: every entry must still occur (a stale one fails), so nothing new hides here.
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
-#: Imports closing a cycle that other branches of issue 16 remove; left out of the graph
-#: before the cycles are looked for (each must still occur).
-KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    # metrics/registry.py imports the package to have every metric registered
-    ("dislab.metrics.registry", "dislab.metrics"): "fixed on branch i16-metrics",
-}
+#: Imports closing a cycle, tolerated the same way; left out of the graph before the cycles
+#: are looked for (each must still occur). Empty since issue 16's branches merged.
+KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

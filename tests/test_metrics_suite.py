@@ -22,7 +22,7 @@ from dislab.metrics import (
     evaluate,
     evaluate_run,
 )
-from dislab.metrics.cache import load_or_encode
+from dislab.representation import load_or_encode
 from dislab.train import fit
 from train_helpers import cfg, tiny_data
 
@@ -130,7 +130,7 @@ def test_encode_grid_equals_encoding_each_image() -> None:
 
 
 def test_frozen_encoder_is_reused_until_the_weights_change() -> None:
-    from dislab.metrics.cache import _FROZEN
+    from dislab.representation.encode import _FROZEN
 
     data = tiny_data()
     model = TinyEncoder()
@@ -151,7 +151,7 @@ def test_frozen_encoder_is_reused_until_the_weights_change() -> None:
 
 
 def test_threading_choice_is_timed_once_and_does_not_change_codes(monkeypatch) -> None:
-    from dislab.metrics import cache
+    from dislab.representation import encode as cache
 
     monkeypatch.setattr(cache, "_STRATEGY", {})
     monkeypatch.setattr(cache, "AUTO_PROBE_BATCHES", 1)

@@ -127,6 +127,6 @@ def test_report_on_a_two_run_study_draws_nothing_misleading(tmp_path: Path) -> N
 
 def test_report_of_a_folder_that_is_not_a_study(tmp_path: Path) -> None:
     with pytest.raises(DislabError, match="not a study folder"):
-        from dislab.study.report import write_report
+        from dislab.viz.study_report import write_report
 
         write_report(tmp_path)

@@ -13,3 +13,8 @@ class DataError(DislabError):
 
     Exported as ``dislab.data.DataError``; defined here, below every data module, so that
     the data modules share it without importing each other."""
+
+
+class MetricError(DislabError):
+    """A metric, or the codes it reads, cannot work with the given input; the message says
+    why and what to do. (Raised by :mod:`dislab.metrics` and :mod:`dislab.representation`.)"""

@@ -255,6 +255,14 @@ class LabelledData(GroundTruthData):
         """Factor classes of ``n`` rows drawn uniformly, ``(n, K) int64``."""
         return self.codes[self.sample_index(n, rng)]
 
+    def sample(
+        self, n: int, rng: np.random.Generator | int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(factors (n, K), observations (n, *obs) float32)`` of ``n`` rows drawn uniformly:
+        the drawn rows' own observations (rows that share their factors may differ)."""
+        idx = self.sample_index(n, rng)
+        return self.codes[idx], self.images_from_index(idx)
+
     def _images_from_index(self, index: np.ndarray) -> np.ndarray:
         return self._observe(self._rows(index))
 

@@ -2,8 +2,10 @@
 
 Every metric is ``score(data, representation, rng, **params) -> dict[str, float]``; see
 :mod:`dislab.metrics.base` for the shared contract, :func:`evaluate` for the suite,
-:func:`evaluate_run` for a training run, :func:`encode_grid` for the code cache and
-:func:`score` for codes and factors you already have as arrays.
+:func:`evaluate_run` for a training run, :func:`encode_grid` for a model's codes of the grid
+(from :mod:`dislab.representation`, the layer between a run and its codes) and :func:`score`
+for codes and factors you already have as arrays. What a metric returns and how it is shown
+is declared where it is registered (:mod:`dislab.metrics.registry`).
 """
 
 from dislab.metrics.arrays import score, score_records
@@ -16,8 +18,8 @@ from dislab.metrics.base import (
     encode_index,
     posterior_index,
 )
-from dislab.metrics.cache import encode_grid, model_representation
 from dislab.metrics.registry import (
+    Kind,
     available,
     default_metrics,
     get,
@@ -27,9 +29,11 @@ from dislab.metrics.registry import (
     register_metric,
 )
 from dislab.metrics.suite import evaluate, evaluate_run, run_metrics
+from dislab.representation import encode_grid, model_representation
 
 __all__ = [
     "CodeTable",
+    "Kind",
     "MetricError",
     "Representation",
     "available",

@@ -50,7 +50,8 @@ def beta_vae_features(
     return np.concatenate(feats), np.concatenate(labels)
 
 
-@register_metric("beta_vae")
+@register_metric("beta_vae", headline="eval_accuracy", label="BetaVAE score",
+                 keys=("train_accuracy", "eval_accuracy"))
 def beta_vae_score(
     data: GroundTruthData,
     representation: Representation,

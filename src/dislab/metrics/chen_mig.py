@@ -112,7 +112,9 @@ def _entropy_of(classes: np.ndarray) -> float:
     return float(-np.sum(p * np.log(p)))
 
 
-@register_metric("mig_chen", default=True, needs_posterior=True)
+@register_metric("mig_chen", default=True, needs_posterior=True, label="MIG (Chen)",
+                 keys=("mig_chen", "mig_chen_factor_{factor}", "mig_chen_mi_top_{factor}",
+                       "entropy_z{z}"))
 def mig_chen(
     data: GroundTruthData,
     representation: Representation,

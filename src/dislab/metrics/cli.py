@@ -77,6 +77,8 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{name}  [{', '.join(flags) or 'opt-in'}]")
         if spec.description:
             print(f"    {spec.description}")
+        role = "" if spec.disentanglement else "; not a disentanglement score"
+        print(f"    headline: {spec.headline} ({spec.label}; {spec.kind.describe()}{role})")
         params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
         print(f"    defaults: {params}")
     # a score of several runs, not of one representation: not in the registry
@@ -126,6 +128,7 @@ def register(subparsers: Any) -> None:
         "metrics",
         help="list the metrics with their defaults",
         description="List every registered metric: whether it runs by default, whether it "
-        "needs the posterior q(z|x), and its default parameters (published defaults).",
+        "needs the posterior q(z|x), its headline value (the one reports show) and its "
+        "default parameters (published defaults).",
     )
     q.set_defaults(func=_list)

@@ -90,7 +90,9 @@ def importance_matrix(
     return r, train_acc, test_acc
 
 
-@register_metric("dci")
+@register_metric("dci", headline="disentanglement", label="DCI disentanglement",
+                 keys=("disentanglement", "completeness", "informativeness_train",
+                       "informativeness_test"))
 def dci(
     data: GroundTruthData,
     representation: Representation,

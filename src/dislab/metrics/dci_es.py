@@ -86,7 +86,8 @@ def loss_capacity_curve(
     return np.asarray(losses), baseline
 
 
-@register_metric("dci_es", default=False)
+@register_metric("dci_es", default=False, headline="explicitness", label="DCI-ES explicitness",
+                 keys=("explicitness", "explicitness_factor_{factor}", "size"))
 def dci_es(
     data: GroundTruthData,
     representation: Representation,

@@ -42,7 +42,7 @@ def dcimig_from_matrix(m: np.ndarray, factor_entropy: np.ndarray) -> tuple[float
     return float(best.sum() / factor_entropy.sum()), best
 
 
-@register_metric("dcimig", default=False)
+@register_metric("dcimig", default=False, label="DCIMIG", keys=("dcimig", "dcimig_factor_{factor}"))
 def dcimig(
     data: GroundTruthData,
     representation: Representation,

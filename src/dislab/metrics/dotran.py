@@ -44,11 +44,19 @@ from dislab.metrics.infotheory import (
     row_labels,
     sample_posterior,
 )
-from dislab.metrics.registry import register_metric
+from dislab.metrics.registry import Kind, register_metric
 from dislab.metrics.utils import check_data
 
 __all__ = ["dotran", "dotran_sampling", "separability_quantised", "separability_official",
            "combine"]
+
+#: WINDIN and the other scores are in nats (higher is better), not bounded above.
+NATS = Kind("higher", None, None)
+#: Result keys of :func:`dotran` and :func:`dotran_sampling` (per latent ``{z}``, per factor).
+DOTRAN_KEYS = ("wsep", "wsepin", "windin", "rmig", "jemmig", "rmig_nats", "jemmig_nats",
+               "mi_x_z", "sampling_estimator", "informativeness_z{z}", "weights_z{z}",
+               "sep_z{z}", "sepin_z{z}", "indin_z{z}", "rmig_factor_{factor}",
+               "jemmig_factor_{factor}", "top_latent_{factor}")
 
 #: values of :func:`dotran`'s ``separability`` option
 SEPARABILITY = ("quantised", "official")
@@ -400,7 +408,8 @@ def _posterior(data: GroundTruthData, representation: Representation
     return mean.astype(np.float32), logvar.astype(np.float32)
 
 
-@register_metric("dotran", default=True, needs_posterior=True)
+@register_metric("dotran", default=True, needs_posterior=True, headline="windin", label="WINDIN",
+                 kind=NATS, keys=DOTRAN_KEYS + ("separability_official",))
 def dotran(
     data: GroundTruthData,
     representation: Representation,
@@ -465,7 +474,8 @@ def dotran(
     return out
 
 
-@register_metric("dotran_sampling", default=False, needs_posterior=True)
+@register_metric("dotran_sampling", default=False, needs_posterior=True, headline="windin",
+                 label="WINDIN (sampling)", kind=NATS, keys=DOTRAN_KEYS)
 def dotran_sampling(
     data: GroundTruthData,
     representation: Representation,

@@ -35,6 +35,10 @@ from dislab.metrics.utils import (
 __all__ = ["downstream_task", "downstream_logistic_regression", "downstream_boosted_trees"]
 
 NUM_TRAIN = (10, 100, 1000, 10000)
+#: Result keys, per training-set size ``{n}`` and factor index ``{k}``.
+DOWNSTREAM_KEYS = ("{n}:mean_test_accuracy", "{n}:mean_train_accuracy", "{n}:min_test_accuracy",
+                   "{n}:min_train_accuracy", "{n}:test_accuracy_factor_{k}",
+                   "{n}:train_accuracy_factor_{k}")
 
 
 def _logistic_cv(x: np.ndarray, y: np.ndarray, seed: int, era: str = "current") -> Any:
@@ -114,7 +118,9 @@ def downstream_task(
     return out
 
 
-@register_metric("downstream_logistic_regression")
+@register_metric("downstream_logistic_regression", headline="{n}:mean_test_accuracy",
+                 label="Downstream accuracy (logistic regression)", disentanglement=False,
+                 stream="dci", keys=DOWNSTREAM_KEYS)
 def downstream_logistic_regression(
     data: GroundTruthData,
     representation: Representation,
@@ -136,7 +142,9 @@ def downstream_logistic_regression(
                            num_test, sklearn=sklearn)
 
 
-@register_metric("downstream_boosted_trees")
+@register_metric("downstream_boosted_trees", headline="{n}:mean_test_accuracy",
+                 label="Downstream accuracy (boosted trees)", disentanglement=False,
+                 stream="dci", keys=DOWNSTREAM_KEYS)
 def downstream_boosted_trees(
     data: GroundTruthData,
     representation: Representation,

@@ -29,8 +29,9 @@ from dislab.metrics.infotheory import (
     gaussian_mixture_logs,
     sample_posterior,
 )
-from dislab.metrics.registry import register_metric
+from dislab.metrics.registry import Kind, register_metric
 from dislab.metrics.utils import check_data
+from dislab.threads import torch_threads
 
 __all__ = ["elbo_decomposition", "decompose", "decompose_minibatch"]
 
@@ -92,13 +93,9 @@ def decompose_minibatch(
         )
     fn = {"mws": log_qz_mws, "mss": log_qz_mss}[estimator]
     acc = np.zeros(3)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: thread start-up would dominate
-    try:
+    with torch_threads(1):  # tiny tensors: thread start-up would dominate
         for _ in range(num_batches):
             acc += _minibatch_terms(mean, logvar, rng, batch_size, fn, n)
-    finally:
-        torch.set_num_threads(threads)
     acc /= num_batches
     return {"mi": float(acc[0]), "tc": float(acc[1]), "dimwise_kl": float(acc[2])}
 
@@ -118,7 +115,11 @@ def _minibatch_terms(mean: np.ndarray, logvar: np.ndarray, rng: np.random.Genera
 
 
 @register_metric("elbo_decomposition", default=True, needs_posterior=True,
-                 needs_factors=False)
+                 needs_factors=False, headline="tc", label="Total correlation of q(z)",
+                 kind=Kind("lower", None, None), disentanglement=False,
+                 keys=("mi", "tc", "dimwise_kl", "kl", "kl_estimate", "log_dataset_size",
+                       "mi_mss", "tc_mss", "dimwise_kl_mss", "mi_mws", "tc_mws",
+                       "dimwise_kl_mws", "dimwise_kl_z{z}", "kl_z{z}"))
 def elbo_decomposition(
     data: GroundTruthData,
     representation: Representation,

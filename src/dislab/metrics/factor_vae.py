@@ -48,7 +48,8 @@ def _votes(
     return votes
 
 
-@register_metric("factor_vae")
+@register_metric("factor_vae", headline="eval_accuracy", label="FactorVAE score",
+                 keys=("train_accuracy", "eval_accuracy", "num_active_dims"))
 def factor_vae_score(
     data: GroundTruthData,
     representation: Representation,

@@ -22,7 +22,7 @@ import numpy as np
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import Representation, encode_factors
 from dislab.metrics.boosting import fit_booster
-from dislab.metrics.registry import register_metric
+from dislab.metrics.registry import Kind, register_metric
 from dislab.metrics.utils import check_count, check_data, sample_codes, sklearn_seed
 
 __all__ = ["fairness", "inter_group_fairness", "fairness_scores"]
@@ -71,7 +71,13 @@ def fairness_scores(matrix: np.ndarray, prefix: str) -> dict[str, float]:
     return out
 
 
-@register_metric("fairness", default=False, needs_grid=True)
+@register_metric("fairness", default=False, needs_grid=True,
+                 headline="mean_fairness:mean_pred:mean_sens", label="Unfairness",
+                 kind=Kind("lower"), disentanglement=False,
+                 keys=("mean_fairness:mean_pred:mean_sens", "{agg}_fairness:pred{i}:sens{k}",
+                       "{agg}_fairness:pred{i}:{stat}_sens", "{agg}_fairness:sens{k}:{stat}_pred",
+                       "{agg}_fairness:{stat}_sens:{stat2}_pred",
+                       "{agg}_fairness:{stat}_pred:{stat2}_sens"))
 def fairness(
     data: GroundTruthData,
     representation: Representation,

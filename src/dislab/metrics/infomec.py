@@ -130,7 +130,8 @@ def infoe(sources: np.ndarray, latents: np.ndarray, discrete_latents: bool = Fal
     return float(np.mean(per)), np.asarray(per)
 
 
-@register_metric("infomec", default=False)
+@register_metric("infomec", default=False, headline="infom", label="InfoM",
+                 keys=("infom", "infoc", "infoe", "nmi_{factor}_z{z}", "num_active_latents"))
 def infomec(
     data: GroundTruthData,
     representation: Representation,

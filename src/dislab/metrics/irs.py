@@ -53,7 +53,7 @@ def irs_matrix(factors: np.ndarray, codes: np.ndarray, diff_quantile: float = 0.
     return {"matrix": matrix, "per_code": per_code, "max_deviations": max_dev, "score": score}
 
 
-@register_metric("irs")
+@register_metric("irs", headline="IRS", label="IRS", keys=("IRS", "num_active_dims"))
 def irs(
     data: GroundTruthData,
     representation: Representation,
@@ -63,7 +63,8 @@ def irs(
     num_bins: int = 20,
     discretizer: str = "histogram",
 ) -> dict[str, float]:
-    """IRS.
+    """Interventional robustness score: how little a factor's most informative latents move
+    when the other factors change (Suter et al. 2019).
 
     Not in the study; defaults from disentanglement_lib's ``config/sample/irs/irs.gin`` (num_train
     10000, histogram discretizer of the *factors* with 20 bins) and the function default

@@ -75,7 +75,8 @@ def mean_corr_coef(factors: np.ndarray, codes: np.ndarray, method: str = "pearso
     return float(matched.mean()), matched, code_of
 
 
-@register_metric("mcc", default=False)
+@register_metric("mcc", default=False, label="MCC",
+                 keys=("mcc", "mcc_spearman", "mcc_factor_{factor}", "mcc_code_factor_{factor}"))
 def mcc(
     data: GroundTruthData,
     representation: Representation,

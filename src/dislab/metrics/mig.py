@@ -42,7 +42,8 @@ def mig_from_matrix(m: np.ndarray, factor_entropy: np.ndarray) -> tuple[float, n
     return float(np.mean(gaps[keep])), gaps
 
 
-@register_metric("mig")
+@register_metric("mig", headline="discrete_mig", label="MIG",
+                 keys=("discrete_mig", "mig_factor_{factor}"))
 def mig(
     data: GroundTruthData,
     representation: Representation,

@@ -41,7 +41,7 @@ def mig_sup_from_matrix(m: np.ndarray, code_entropy: np.ndarray) -> tuple[float,
     return float(np.mean(gaps)), gaps
 
 
-@register_metric("mig_sup", default=False)
+@register_metric("mig_sup", default=False, label="MIG-sup", keys=("mig_sup", "mig_sup_z{z}"))
 def mig_sup(
     data: GroundTruthData,
     representation: Representation,

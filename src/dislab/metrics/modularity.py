@@ -59,7 +59,8 @@ def macro_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else 0.5
 
 
-@register_metric("modularity")
+@register_metric("modularity", headline="modularity_score", label="Modularity",
+                 keys=("modularity_score", "explicitness_score_train", "explicitness_score_test"))
 def modularity_explicitness(
     data: GroundTruthData,
     representation: Representation,

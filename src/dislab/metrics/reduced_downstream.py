@@ -46,7 +46,13 @@ def reduce_codes(x: np.ndarray, xt: np.ndarray, y: np.ndarray, num_remove: int, 
     return x[:, keep], xt[:, keep], removed
 
 
-@register_metric("reduced_downstream", default=False)
+@register_metric("reduced_downstream", default=False,
+                 headline="{n}:mean_test_accuracy_factor_of_interest",
+                 label="Reduced downstream accuracy", disentanglement=False,
+                 keys=("{n}:mean_test_accuracy_factor_of_interest",
+                       "{n}:mean_test_accuracy_other_factors",
+                       "{n}:train_accuracy_{i}_factor_of_interest_{k}",
+                       "{n}:test_accuracy_{i}_factor_of_interest_{k}"))
 def reduced_downstream_task(
     data: GroundTruthData,
     representation: Representation,

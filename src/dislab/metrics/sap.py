@@ -62,7 +62,7 @@ def sap_from_matrix(s: np.ndarray) -> float:
     return float(np.mean(top[0] - second))
 
 
-@register_metric("sap")
+@register_metric("sap", headline="SAP_score", label="SAP", keys=("SAP_score",))
 def sap_score(
     data: GroundTruthData,
     representation: Representation,
@@ -72,7 +72,8 @@ def sap_score(
     continuous_factors: bool = False,
     sklearn: str = "current",
 ) -> dict[str, float]:
-    """SAP score.
+    """Separated attribute predictability: per factor, the gap in prediction score between the
+    two latents that predict it best (Kumar et al. 2018).
 
     Defaults from the study's ``sap_score.gin``: num_train 10000, num_test 5000, continuous_factors
     False (disentanglement_lib ``config/unsupervised_study_v1/metric_configs/sap_score.gin``). The

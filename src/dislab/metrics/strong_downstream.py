@@ -54,7 +54,12 @@ def _accuracy(booster: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np
             float(np.mean(np.asarray(model.predict(xt)) == yt)))
 
 
-@register_metric("strong_downstream", default=False, needs_grid=True)
+@register_metric("strong_downstream", default=False, needs_grid=True,
+                 headline="{n}:mean_strong_test_accuracy", label="Strong-generalisation accuracy",
+                 disentanglement=False,
+                 keys=("{n}:mean_train_accuracy", "{n}:mean_test_accuracy",
+                       "{n}:mean_strong_train_accuracy", "{n}:mean_strong_test_accuracy",
+                       "{n}:strong_generalization_gap"))
 def strong_downstream_task(
     data: GroundTruthData,
     representation: Representation,

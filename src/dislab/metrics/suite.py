@@ -3,9 +3,10 @@
 Each metric gets its own random generator, derived from ``seed`` and the metric's name, so a
 metric's numbers do not depend on which other metrics run with it, and the same seed gives
 the same numbers. The supervised-probe metrics (DCI and both downstream tasks) share one
-stream (:data:`RNG_STREAMS`): for a seed they are scored on the same 10 000 training and
-5 000 test points, which makes them comparable and lets the downstream task's 10 000-point
-boosted trees reuse DCI's fits (:func:`dislab.metrics.boosting.fit_booster` memoises fits).
+stream (``stream="dci"`` in their registry entries): for a seed they are scored on the same
+10 000 training and 5 000 test points, which makes them comparable and lets the downstream
+task's 10 000-point boosted trees reuse DCI's fits (:func:`dislab.metrics.boosting.fit_booster`
+memoises fits).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from dislab.data.base import GroundTruthData
-from dislab.metrics.base import CodeTable, MetricError, Representation, _split, check_codes
+from dislab.metrics.base import CodeTable, MetricError, Representation, check_codes
 from dislab.metrics.infotheory import INNER_PROGRESS
 from dislab.metrics.params import check_params
-from dislab.metrics.registry import default_metrics, get_metric
+from dislab.metrics.registry import available, default_metrics, get_metric
 from dislab.metrics.utils import check_data
+from dislab.representation.table import _split
 
 __all__ = ["evaluate", "evaluate_run", "run_metrics", "metric_rng", "resolve_metrics",
            "to_code_table"]
@@ -40,20 +42,16 @@ __all__ = ["evaluate", "evaluate_run", "run_metrics", "metric_rng", "resolve_met
 AUTO_CACHE_MAX = 2_000_000
 
 
-#: Metrics that draw from another metric's random stream (same seed -> same sample points).
-RNG_STREAMS = {"downstream_boosted_trees": "dci", "downstream_logistic_regression": "dci"}
-
-
 def metric_rng(seed: int, name: str) -> np.random.Generator:
-    """The generator of metric ``name`` for suite seed ``seed`` (see :data:`RNG_STREAMS`)."""
-    stream = RNG_STREAMS.get(name, name)
+    """The generator of metric ``name`` for suite seed ``seed``: from the seed and the metric's
+    random stream (its registry entry's ``stream``; metrics on one stream draw the same
+    points)."""
+    stream = get_metric(name).stream
     return np.random.default_rng([int(seed), zlib.crc32(stream.encode())])
 
 
 def resolve_metrics(metrics: str | Iterable[str] | None) -> list[str]:
     """Metric names from ``None`` (default suite), ``"all"``, ``"a,b"`` or a list."""
-    from dislab.metrics.registry import available
-
     if metrics is None or metrics == "default":
         return default_metrics()
     if metrics == "all":
@@ -115,8 +113,8 @@ def _function_encoder(representation: Callable[[np.ndarray], Any], data: GroundT
 def _module_encoder(module: Any, data: GroundTruthData, progress: bool = False
                     ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
     """The encoder of a torch module (its ``encode`` if it has one, else ``forward``): eval
-    mode, no autograd, on the module's device (:func:`dislab.metrics.cache.encode_rows`)."""
-    from dislab.metrics.cache import encode_rows
+    mode, no autograd, on the module's device (:func:`dislab.representation.encode_rows`)."""
+    from dislab.representation import encode_rows
 
     def encode(index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         was_training = bool(module.training)
@@ -204,7 +202,7 @@ def run_metrics(
         if cache is True:
             representation.lookup(data, np.arange(len(data)))
     elif module is not None:
-        from dislab.metrics.cache import model_representation
+        from dislab.representation import model_representation
 
         representation = model_representation(module)
     checked = _check_params(names, params)
@@ -297,11 +295,11 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a training run folder; write ``metrics.json`` and cache ``codes.npz`` there.
 
-    The model is loaded with :func:`dislab.train.load_run`; the data set is the one named in
-    the run's config (or ``data`` / ``data_path``). Only the grid points the metrics look at
-    are encoded (:meth:`CodeTable.lookup`), in batches of ``batch_size``; they are kept in
-    ``codes.npz`` (a partial table while no metric needed the whole grid), which later
-    evaluations reuse and extend while the weights and data set match (``reencode=True``
+    The model and data set come from :func:`dislab.representation.open_run`: the data set is
+    the one named in the run's config (or ``data`` / ``data_path``). Only the grid points the
+    metrics look at are encoded (:meth:`CodeTable.lookup`), in batches of ``batch_size``; they
+    are kept in ``codes.npz`` (a partial table while no metric needed the whole grid), which
+    later evaluations reuse and extend while the weights and data set match (``reencode=True``
     starts it afresh; a truncated or damaged file is replaced). A run whose ``status.json``
     says ``failed`` is scored with a warning, recorded in ``metrics.json`` as
     ``run_status``. Results of metrics already in ``metrics.json`` and not re-run now are
@@ -309,10 +307,8 @@ def evaluate_run(
     ``metrics.json`` and in each metric's entry. Returns the written record.
     """
     from dislab import __version__
-    from dislab.data import load as load_data
-    from dislab.metrics.cache import encode_rows, file_sha256, open_code_table
     from dislab.metrics.compat import check_compat
-    from dislab.train import load_run  # lazy: metrics must not import train at module level
+    from dislab.representation import open_run
 
     run_dir = Path(run_dir)
     names = resolve_metrics(metrics)
@@ -322,39 +318,13 @@ def evaluate_run(
         raise MetricError(f"batch_size must be >= 1, got {batch_size}.")
     t0 = time.perf_counter()
     run_status = _run_status(run_dir)
-    model, config = load_run(run_dir, device=device)
-    if isinstance(data, GroundTruthData):
-        dataset = data
-    else:
-        name = data or config.data
-        path = data_path if data is not None or data_path is not None else config.data_path
-        options = dict(config.data_options) if data is None else {}
-        dataset = load_data(name, path=path, **options)
-    meta = {
-        "data": dataset.describe(),
-        "data_path": str(data_path or (config.data_path if data is None else "") or ""),
-        "weights_sha256": file_sha256(run_dir / "model.safetensors"),
-    }
-    spent = [0.0]
-
-    def encoder(index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        t = time.perf_counter()
-        try:
-            return encode_rows(model, dataset, index, batch_size=batch_size,
-                               progress=progress and len(index) > 4 * batch_size)
-        finally:
-            spent[0] += time.perf_counter() - t
-
-    codes_path = run_dir / "codes.npz"
-    table, reused_rows = open_code_table(codes_path, dataset, meta, encoder, force=reencode,
-                                         first=batch_size)
+    run = open_run(run_dir, data=data, data_path=data_path, device=device)
+    table, reused_rows = run.lazy_codes(batch_size, progress, reencode=reencode)
     try:
-        out = run_metrics(table, dataset, names, seed, params, progress,
+        out = run_metrics(table, run.data, names, seed, params, progress,
                           compat=compat)
     finally:
-        if table.encoded:  # keep what was encoded, also when a metric failed
-            table.meta = meta
-            table.save(str(codes_path))
+        run.save_codes(table)  # keep what was encoded, also when a metric failed
     record_path = run_dir / "metrics.json"
     previous: dict[str, Any] = {}
     if record_path.exists():
@@ -375,14 +345,14 @@ def evaluate_run(
         "dislab_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_dir": str(run_dir),
-        "model": getattr(config, "model", None),
-        "data": meta["data"],
+        "model": getattr(run.config, "model", None),
+        "data": run.codes_key["data"],
         "seed": out["seed"],
         "compat": compat,
         "codes": {"path": "codes.npz", "reused": table.encoded == 0,
                   "rows_reused": reused_rows, "rows_encoded": table.encoded,
-                  "rows": len(table), "grid_points": len(dataset),
-                  "encode_seconds": spent[0],
+                  "rows": len(table), "grid_points": len(run.data),
+                  "encode_seconds": run.encode_seconds,
                   "num_codes": table.num_codes, "has_logvar": table.logvar is not None},
         "metrics": merged,
         "skipped": out["skipped"],

@@ -19,7 +19,7 @@ import numpy as np
 
 from dislab.data.base import GroundTruthData
 from dislab.metrics.base import CodeTable, MetricError, Representation, posterior_index
-from dislab.metrics.registry import register_metric
+from dislab.metrics.registry import Kind, register_metric
 from dislab.metrics.utils import (
     check_count,
     check_data,
@@ -34,6 +34,12 @@ __all__ = [
     "gaussian_wasserstein_correlation",
     "code_statistics",
 ]
+
+_STATISTICS = ("gaussian_total_correlation", "gaussian_wasserstein_correlation",
+               "gaussian_wasserstein_correlation_norm", "mutual_info_score")
+#: Result keys: each statistic of the mean codes and (``sampled=True``, with q(z|x)) of codes
+#: sampled from the posterior.
+UNSUPERVISED_KEYS = _STATISTICS + tuple(f"{k}_sampled" for k in _STATISTICS)
 
 
 def gaussian_total_correlation(cov: np.ndarray) -> float:
@@ -94,7 +100,9 @@ def _has_posterior(representation: Representation) -> bool:
     return not isinstance(representation, CodeTable) or representation.logvar is not None
 
 
-@register_metric("unsupervised", needs_factors=False)
+@register_metric("unsupervised", needs_factors=False, headline="gaussian_total_correlation",
+                 label="Gaussian total correlation", kind=Kind("lower", 0.0, None),
+                 disentanglement=False, keys=UNSUPERVISED_KEYS)
 def unsupervised_scores(
     data: GroundTruthData,
     representation: Representation,

@@ -8,6 +8,7 @@ fails to import raises here instead of dropping its method silently.
 from __future__ import annotations
 
 from dislab.models.base import (
+    SHARED_OPTIONS,
     HParam,
     Method,
     available,
@@ -18,7 +19,8 @@ from dislab.models.base import (
     register,
 )
 
-__all__ = ["HParam", "Method", "available", "create", "get", "get_class", "names", "register"]
+__all__ = ["SHARED_OPTIONS", "HParam", "Method", "available", "create", "get", "get_class",
+           "names", "register"]
 
 # Each module registers its method with ``@register``.
 from dislab.models import (  # noqa: E402, F401

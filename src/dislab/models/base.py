@@ -2,6 +2,10 @@
 
 A method is a ``torch.nn.Module`` with
 
+* ``__init__(observation_shape, latent_dim=10, arch="conv", reconstruction="bernoulli",
+  dataset_size=None, **hparams)``: :meth:`Method.__init__` stores these shared options and
+  the resolved hyper-parameters (``self.hp``); a subclass calls it first, then builds its
+  networks. Everything builds methods through :func:`create` (``dislab.models.create``).
 * ``encode(x) -> (mean, logvar)``: ``x`` is ``(B, *observation_shape)`` float in [0, 1];
   ``mean`` and ``logvar`` are ``(B, latent_dim)``. Deterministic encoders return a
   ``logvar`` of zeros-like tensors filled with a very small variance (documented per method).
@@ -38,8 +42,10 @@ import torch
 from torch import nn
 
 from dislab.errors import DislabError
+from dislab.models.losses import RECONSTRUCTIONS
 
-__all__ = ["HParam", "Method", "register", "get", "names", "create", "available", "get_class"]
+__all__ = ["HParam", "Method", "SHARED_OPTIONS", "register", "get", "names", "create",
+           "available", "get_class"]
 
 
 _SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
@@ -158,6 +164,44 @@ class Method(nn.Module):
     #: pair-sampler options used when the config gives no ``pair_options``
     pair_defaults: ClassVar[dict[str, Any]] = {}
 
+    #: Keyword options a method takes besides its ``hparams`` (see :data:`SHARED_OPTIONS`). A
+    #: method without a choice of network or reconstruction leaves ``"arch"`` or
+    #: ``"reconstruction"`` out; :func:`create` then refuses a non-default value.
+    shared_options: ClassVar[tuple[str, ...]] = (
+        "latent_dim", "arch", "reconstruction", "dataset_size",
+    )
+
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        latent_dim: int = 10,
+        arch: str = "conv",
+        reconstruction: str = "bernoulli",
+        dataset_size: int | None = None,
+        **hparams: Any,
+    ) -> None:
+        """Store the shared options and the resolved hyper-parameters (``self.hp``).
+
+        ``observation_shape`` is channels first; ``arch`` names the encoder/decoder pair
+        (:func:`dislab.nets.build`), ``reconstruction`` the likelihood
+        (:data:`dislab.models.losses.RECONSTRUCTIONS`), ``dataset_size`` the number of
+        observations N (``len(data)``, passed by the trainer; β-TCVAE's estimators need it).
+        Unknown or invalid ``hparams`` raise a DislabError (:meth:`resolve_hparams`).
+        Subclasses call this first, then build their networks.
+        """
+        super().__init__()
+        self.hp: dict[str, Any] = self.resolve_hparams(hparams)
+        if reconstruction not in RECONSTRUCTIONS:
+            raise DislabError(
+                f"Unknown reconstruction {reconstruction!r}; choose one of "
+                f"{', '.join(RECONSTRUCTIONS)}."
+            )
+        self.observation_shape = tuple(int(s) for s in observation_shape)
+        self.latent_dim = int(latent_dim)
+        self.arch = arch
+        self.reconstruction = reconstruction
+        self.dataset_size = None if dataset_size is None else int(dataset_size)
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
@@ -209,11 +253,6 @@ class Method(nn.Module):
         both reconstruction losses, as in disentanglement_lib)."""
         return torch.sigmoid(self.decode(z))
 
-    #: Keyword options every method accepts besides its ``hparams`` (``dataset_size`` is passed
-    #: by the trainer as ``len(data)``; methods that do not need it ignore it).
-    shared_options: ClassVar[tuple[str, ...]] = (
-        "latent_dim", "arch", "reconstruction", "dataset_size",
-    )
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -267,13 +306,31 @@ def available() -> dict[str, type[Method]]:
     return dict(sorted(_REGISTRY.items()))
 
 
-def create(name: str, observation_shape: tuple[int, ...], latent_dim: int = 10,
-           **kwargs: Any) -> Method:
-    """Build method ``name`` for observations of ``observation_shape`` (channels first).
+#: The options every method may be given besides its hyper-parameters, with their defaults
+#: (those of :meth:`Method.__init__`). ``latent_dim`` is :func:`create`'s own argument.
+SHARED_OPTIONS: dict[str, Any] = {"arch": "conv", "reconstruction": "bernoulli",
+                                  "dataset_size": None}
 
-    ``kwargs`` are the method's hyper-parameters plus the shared options (``arch``,
-    ``reconstruction``); unknown keys raise a clear error.
+
+def create(name: str, observation_shape: tuple[int, ...], latent_dim: int = 10,
+           **options: Any) -> Method:
+    """Build method ``name`` for observations of ``observation_shape`` (channels first):
+    the one factory the trainer, :func:`dislab.train.load_run` and user code share.
+
+    ``options`` are the method's hyper-parameters plus the shared options
+    (:data:`SHARED_OPTIONS`: ``arch``, ``reconstruction``, ``dataset_size``). A shared option
+    the method does not take (absent from its ``shared_options``) is dropped when it has its
+    default value (``dataset_size`` always) and otherwise raises a DislabError naming it;
+    unknown hyper-parameters raise one too (:meth:`Method.resolve_hparams`).
     """
-    cls = get_class(name)
+    cls = get(name)
+    kwargs = dict(options)
+    for option, default in SHARED_OPTIONS.items():
+        if option not in kwargs or option in cls.shared_options:
+            continue
+        value = kwargs.pop(option)
+        if value != default and option != "dataset_size":
+            raise DislabError(f"Model {cls.name!r} has no {option!r} option; remove "
+                              f"{option}={value!r} from the config.")
     factory: Callable[..., Method] = cls
     return factory(observation_shape=tuple(observation_shape), latent_dim=latent_dim, **kwargs)

@@ -66,23 +66,11 @@ class PCL(Method):
                           "bethgelab/slow_disentanglement PCL (a fixed at 1)"),
     }
 
-    def __init__(
-        self,
-        observation_shape: tuple[int, ...],
-        latent_dim: int = 10,
-        arch: str = "conv",
-        reconstruction: str = "bernoulli",
-        dataset_size: int | None = None,
-        **hparams: Any,
-    ) -> None:
-        super().__init__()
-        self.hp: dict[str, Any] = self.resolve_hparams(hparams)
-        self.observation_shape = tuple(int(s) for s in observation_shape)
-        self.latent_dim = int(latent_dim)
-        self.arch = arch
-        self.reconstruction = reconstruction  # unused (no decoder); accepted like every method
-        self.dataset_size = dataset_size
-        self.encoder, _ = build(arch, self.observation_shape, self.latent_dim)
+    def __init__(self, observation_shape: tuple[int, ...], latent_dim: int = 10,
+                 **options: Any) -> None:
+        # ``reconstruction`` is accepted like every method's and unused (no decoder)
+        super().__init__(observation_shape, latent_dim, **options)
+        self.encoder, _ = build(self.arch, self.observation_shape, self.latent_dim)
         d = self.latent_dim
         self.w1 = nn.Parameter(torch.ones(d))
         self.w2 = nn.Parameter(-torch.ones(d))

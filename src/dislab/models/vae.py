@@ -19,8 +19,10 @@ How to write a method on top of :class:`VAE`
   :meth:`VAE.loss` and can reuse :meth:`VAE.forward_terms` on any ``(B, *obs)`` tensor.
 * Extra networks (discriminators) are ordinary sub-modules created in ``__init__`` after
   ``super().__init__(...)``; override ``configure_optimizers`` / ``training_step`` for them.
-* ``__init__(observation_shape, latent_dim=10, arch="conv", reconstruction="bernoulli",
-  dataset_size=None, **hparams)``: unknown hparams raise a DislabError naming the valid ones.
+* ``__init__(observation_shape, latent_dim=10, **options)``: the shared options (``arch``,
+  ``reconstruction``, ``dataset_size``) and the hyper-parameters are taken by
+  :meth:`dislab.models.base.Method.__init__` (unknown hparams raise a DislabError naming the
+  valid ones); build methods with :func:`dislab.models.create`.
 
 Logs are detached tensors (no ``.item()`` inside ``loss``, so it can run under
 ``torch.compile``).
@@ -33,10 +35,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from dislab.errors import DislabError
 from dislab.estimators import gaussian_kl
 from dislab.models.base import HParam, Method
-from dislab.models.losses import RECONSTRUCTIONS, reconstruction_loss
+from dislab.models.losses import reconstruction_loss
 from dislab.nets import build
 
 __all__ = ["VAE", "Forward", "sample_gaussian"]
@@ -70,28 +71,12 @@ class VAE(Method):
     name: ClassVar[str] = "vae"
     hparams: ClassVar[dict[str, HParam]] = {}
 
-    def __init__(
-        self,
-        observation_shape: tuple[int, ...],
-        latent_dim: int = 10,
-        arch: str = "conv",
-        reconstruction: str = "bernoulli",
-        dataset_size: int | None = None,
-        **hparams: Any,
-    ) -> None:
-        super().__init__()
-        self.hp: dict[str, Any] = self.resolve_hparams(hparams)
-        if reconstruction not in RECONSTRUCTIONS:
-            raise DislabError(
-                f"Unknown reconstruction {reconstruction!r}; choose one of "
-                f"{', '.join(RECONSTRUCTIONS)}."
-            )
-        self.observation_shape = tuple(int(s) for s in observation_shape)
-        self.latent_dim = int(latent_dim)
-        self.arch = arch
-        self.reconstruction = reconstruction
-        self.dataset_size = None if dataset_size is None else int(dataset_size)
-        self.encoder, self.decoder = build(arch, self.observation_shape, self.latent_dim)
+    def __init__(self, observation_shape: tuple[int, ...], latent_dim: int = 10,
+                 **options: Any) -> None:
+        """The shared options and hyper-parameters (:meth:`Method.__init__`), then the
+        encoder and decoder of ``arch`` (:func:`dislab.nets.build`)."""
+        super().__init__(observation_shape, latent_dim, **options)
+        self.encoder, self.decoder = build(self.arch, self.observation_shape, self.latent_dim)
 
     # -- the Method contract -------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -121,7 +121,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from dislab.study.report import write_report
+    from dislab.viz.study_report import write_report
 
     out = Path(args.out) if args.out else Path(args.dir) / "report.html"
     path = write_report(args.dir, out)

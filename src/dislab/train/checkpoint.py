@@ -7,7 +7,8 @@ RNG state, ...). Tensors are stored under prefixes:
 * ``model/<name>``: the method's ``state_dict`` (parameters and buffers);
 * ``optim/<optimizer>/<param index>/<key>``: each optimiser's per-parameter state (Adam's
   ``step``, ``exp_avg``, ``exp_avg_sq``);
-* ``rng/torch`` (and ``rng/cuda``): the torch generator states;
+* ``rng/torch`` (and ``rng/cuda``), ``rng/numpy_keys``: the global generator states
+  (:func:`random_state`; numpy's and Python's scalars are in the metadata);
 * ``extra/<name>``: loop state (e.g. the running sums of the current logging window).
 
 Files are written to a temporary name in the same folder and moved into place with
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dislab.errors import DislabError
@@ -34,6 +37,8 @@ __all__ = [
     "load_weights",
     "optimizer_to_tensors",
     "optimizer_from_tensors",
+    "random_state",
+    "set_random_state",
 ]
 
 #: Format tag written into every dislab safetensors file.
@@ -194,3 +199,35 @@ def optimizer_from_tensors(name: str, opt: torch.optim.Optimizer,
                 if isinstance(value, torch.Tensor) and value.shape == p.shape \
                         and value.stride() != p.stride():
                     st[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+# -- global random state ---------------------------------------------------------------------
+def random_state(device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The process's global generators as ``(tensors, meta)`` for a checkpoint: torch's CPU
+    generator (``rng/torch``), the CUDA generator of ``device`` when it is a CUDA device
+    (``rng/cuda``), numpy's legacy global generator (``rng/numpy_keys`` plus
+    ``meta["numpy_global"]``) and Python's ``random`` (``meta["python_random"]``)."""
+    tensors = {"rng/torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and device.type == "cuda":
+        tensors["rng/cuda"] = torch.cuda.get_rng_state(device)
+    np_state = np.random.get_state()
+    tensors["rng/numpy_keys"] = torch.from_numpy(np_state[1].astype(np.int64))
+    py_state = random.getstate()
+    meta = {"numpy_global": [np_state[0], int(np_state[2]), int(np_state[3]),
+                             float(np_state[4])],
+            "python_random": [py_state[0], list(py_state[1]), py_state[2]]}
+    return tensors, meta
+
+
+def set_random_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                     device: torch.device) -> None:
+    """Restore what :func:`random_state` saved (the CUDA state only on a CUDA ``device``).
+    A missing entry raises KeyError."""
+    torch.set_rng_state(tensors["rng/torch"])
+    if "rng/cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng/cuda"], device)
+    ng = meta["numpy_global"]
+    np.random.set_state((ng[0], tensors["rng/numpy_keys"].numpy().astype(np.uint32),
+                         ng[1], ng[2], ng[3]))
+    pr = meta["python_random"]
+    random.setstate((pr[0], tuple(pr[1]), pr[2]))

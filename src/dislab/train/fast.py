@@ -1,4 +1,17 @@
-"""Execution-only speed-ups of the networks: same function, same parameters, faster kernels.
+"""Speed: the training loop's execution options, and net swaps that compute the same function.
+
+None of these change what is computed beyond float rounding: same parameters, same random
+numbers, same checkpoints (docs/training.md; benchmarks/train_throughput.py measures them).
+
+The loop's options (:class:`dislab.train.Trainer` applies them from the config):
+
+* :func:`resolve_device` - ``"auto"`` and clear errors for a missing CUDA / MPS;
+* :func:`use_channels_last` - channels-last memory format for image models;
+* :func:`fused_adam` - the same Adam with PyTorch's fused kernel;
+* :func:`compile_loss` / :func:`uncompile_loss` - ``torch.compile`` of the method's loss
+  (:func:`compiler_available` says whether it can run here);
+* :func:`set_deterministic` / :func:`restore_determinism` - deterministic kernels;
+* :func:`tune_malloc` - glibc keeps freed memory instead of returning it every step.
 
 :func:`accelerate` swaps sub-modules for equivalents that compute the same function (up to
 float rounding) with the *same* ``Parameter`` objects under the same names, so ``state_dict``
@@ -20,11 +33,32 @@ with taps (2, 0). Both axes: four phases, ``4·C`` output channels.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SubPixelConvTranspose2d", "accelerate", "tune_malloc"]
+from dislab.errors import DislabError
+
+__all__ = [
+    "SubPixelConvTranspose2d",
+    "accelerate",
+    "tune_malloc",
+    "resolve_device",
+    "use_channels_last",
+    "fused_adam",
+    "compiler_available",
+    "compile_loss",
+    "uncompile_loss",
+    "DeterminismState",
+    "set_deterministic",
+    "restore_determinism",
+]
 
 _TAPS = ((3, 1), (2, 0))  # kernel taps of phase 0 and phase 1 (see the module docstring)
 
@@ -119,7 +153,6 @@ def tune_malloc() -> bool:
         return True
     import ctypes
     import ctypes.util
-    import sys
 
     if not sys.platform.startswith("linux"):
         return False
@@ -133,3 +166,114 @@ def tune_malloc() -> bool:
     ok = bool(mallopt(m_trim_threshold, (1 << 31) - 1)) and ok
     _MALLOC_TUNED = ok
     return ok
+
+
+# -- the loop's options --------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; a requested but missing CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DislabError(f"device={name!r} but CUDA is not available here; use --device cpu "
+                          "or --device auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise DislabError("device='mps' but MPS is not available here; use --device auto.")
+    return torch.device(name)
+
+
+def use_channels_last(option: bool | str, observation_shape: tuple[int, ...],
+                      device: torch.device) -> bool:
+    """Whether a model runs channels-last: ``option`` True/False, or ``"auto"``: images
+    (``(C, H, W)`` observations) on any device but MPS."""
+    return bool(option is True or (option == "auto" and len(observation_shape) == 3
+                                   and device.type != "mps"))
+
+
+def fused_adam(opt: torch.optim.Optimizer, device: torch.device) -> torch.optim.Optimizer:
+    """The same Adam (same groups and hyper-parameters) with PyTorch's fused kernel; any other
+    optimiser, or one that cannot be fused here, is returned as it is."""
+    if type(opt) is not torch.optim.Adam or opt.state:
+        return opt
+    if device.type not in ("cpu", "cuda"):
+        return opt
+    defaults = dict(opt.defaults)
+    if defaults.get("amsgrad") or defaults.get("differentiable") or defaults.get("capturable"):
+        return opt
+    defaults.update(fused=True, foreach=None)
+    try:
+        groups = [dict(g) for g in opt.param_groups]
+        for g in groups:
+            g.pop("fused", None)
+            g.pop("foreach", None)
+        return torch.optim.Adam(groups, **defaults)
+    except (RuntimeError, TypeError, ValueError):
+        return opt
+
+
+def compiler_available() -> bool:
+    """Whether ``torch.compile`` can work here (dynamo supported, a C++ compiler for CPU)."""
+    try:
+        import torch._dynamo as dynamo
+
+        if not dynamo.is_dynamo_supported():
+            return False
+    except Exception:
+        return False
+    if sys.platform.startswith("win"):
+        return False
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+def compile_loss(model: nn.Module, required: bool = False) -> Callable[..., object] | None:
+    """Replace ``model.loss`` by its ``torch.compile`` form; returns the eager loss (for
+    :func:`uncompile_loss`), or ``None`` when the compiler cannot run here (a DislabError if
+    ``required``). Random numbers come from the eager generator (inductor's
+    ``fallback_random``): the same samples as eager, so resume stays exact."""
+    if not compiler_available():
+        if required:
+            raise DislabError("compile=true but torch.compile cannot run here (no C++ "
+                              "compiler or unsupported platform); set compile to false "
+                              "or \"auto\".")
+        return None
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fallback_random = True
+    eager = model.loss
+    model.loss = torch.compile(eager)  # type: ignore[method-assign]
+    return eager  # type: ignore[no-any-return]
+
+
+def uncompile_loss(model: nn.Module, eager: Callable[..., object], err: BaseException) -> None:
+    """Put the eager loss back after ``torch.compile`` failed with ``err``, with a warning."""
+    model.loss = eager  # type: ignore[method-assign]
+    warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); training "
+                  "continues without compilation (set compile=false to skip trying).",
+                  stacklevel=2)
+
+
+DeterminismState = tuple[bool, bool, bool, bool]
+
+
+def set_deterministic(on: bool = True) -> DeterminismState:
+    """Switch PyTorch's deterministic kernels on (or off), process-wide; returns the previous
+    state for :func:`restore_determinism`.
+
+    An op with no deterministic kernel warns instead of failing (``warn_only``). cuBLAS needs
+    ``CUBLAS_WORKSPACE_CONFIG`` before its first use; it is set here unless already set.
+    """
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    return previous
+
+
+def restore_determinism(state: DeterminismState) -> None:
+    """Put back the state :func:`set_deterministic` returned."""
+    torch.use_deterministic_algorithms(state[0], warn_only=state[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = state[2], state[3]

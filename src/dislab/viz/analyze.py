@@ -117,21 +117,11 @@ def latent_information(
 
 def _codes_for(run_dir: Path, progress: bool, data: Any = None) -> tuple[Any, Any, Any]:
     """``(CodeTable of the grid, data set, config)``: from ``codes.npz`` or encoded now (and
-    cached there, with the same key as :func:`dislab.metrics.evaluate_run`)."""
-    from dislab.data import load as load_data
-    from dislab.metrics import encode_grid
-    from dislab.metrics.cache import file_sha256, load_or_encode
-    from dislab.train import load_run
+    cached there, with the key of :func:`dislab.metrics.evaluate_run`)."""
+    from dislab.representation import open_run
 
-    model, config = load_run(run_dir)
-    given = data is not None
-    if not given:
-        data = load_data(config.data, path=config.data_path, **dict(config.data_options))
-    meta = {"data": data.describe(), "data_path": "" if given else str(config.data_path or ""),
-            "weights_sha256": file_sha256(run_dir / "model.safetensors")}
-    table, _ = load_or_encode(run_dir / "codes.npz", data, meta,
-                              lambda: encode_grid(model, data, progress=progress))
-    return table, data, config
+    run = open_run(run_dir, data=data)
+    return run.grid_codes(progress=progress), run.data, run.config
 
 
 def latent_summary(run_dir: str | os.PathLike[str], progress: bool = True,

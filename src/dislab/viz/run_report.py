@@ -9,7 +9,9 @@
 * a table of the latents: informativeness, share ``rho_i``, mean KL to the prior, variance of
   the posterior mean, best-aligned factor (``I(z_i, y_k) / H(y_k)``);
 * the latent × factor mutual-information matrix as a heat map;
-* every metric of ``metrics.json`` with the one-line description from the metric registry;
+* the headline scores as cards (each disentanglement metric's headline key and label from its
+  registry entry) and every metric of ``metrics.json`` with the one-line description from the
+  metric registry;
 * the training curves of ``history.jsonl``.
 
 Images are embedded in the HTML (base64), so the page can be mailed or moved alone; the same
@@ -38,28 +40,6 @@ from dislab.io import atomic_write_text
 from dislab.status import read_status
 
 __all__ = ["build_report", "headline_metrics"]
-
-#: Value keys shown as headline cards, in order: (metric, value key, label).
-HEADLINE = [
-    ("mig", "discrete_mig", "MIG"),
-    ("mig_chen", "mig_chen", "MIG (Chen)"),
-    ("dci", "disentanglement", "DCI disentanglement"),
-    ("factor_vae", "eval_accuracy", "FactorVAE score"),
-    ("beta_vae", "eval_accuracy", "BetaVAE score"),
-    ("sap", "SAP_score", "SAP"),
-    ("dotran", "rmig", "RMIG"),
-    ("mcc", "mcc", "MCC"),
-    ("dci_es", "explicitness", "DCI-ES explicitness"),
-    ("infomec", "infom", "InfoM"),
-]
-
-#: One-line descriptions used where a metric's docstring starts with just its name.
-_FALLBACK_DESCRIPTIONS = {
-    "irs": "Interventional robustness score: how little a factor's most informative latents "
-           "move when the other factors change (Suter et al. 2019).",
-    "sap": "Separated attribute predictability: per factor, the gap in prediction score "
-           "between the two latents that predict it best (Kumar et al. 2018).",
-}
 
 _PER_ITEM = re.compile(r"(_z\d+$|_factor_|^top_latent_|^informativeness_|^weights_z)")
 
@@ -93,13 +73,20 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def headline_metrics(record: dict[str, Any] | None) -> list[tuple[str, float]]:
-    """``[(label, value)]`` of the headline scores found in a ``metrics.json`` record."""
+    """``[(label, value)]`` of the headline scores found in a ``metrics.json`` record: the
+    headline of every disentanglement metric there (registry entries: ``headline``, ``label``;
+    the default suite first, then by name)."""
+    from dislab.metrics import registry
+
     out = []
     metrics = (record or {}).get("metrics", {})
-    for name, key, label in HEADLINE:
-        v = metrics.get(name, {}).get("values", {}).get(key)
-        if v is not None and math.isfinite(v):
-            out.append((label, float(v)))
+    specs = [registry.get(n) for n in metrics if n in registry.names()]
+    for spec in sorted(specs, key=lambda s: (not s.default, s.name)):
+        if not spec.disentanglement:
+            continue
+        v = spec.headline_value(metrics[spec.name].get("values", {}))
+        if v is not None:
+            out.append((spec.label, v))
     return out
 
 
@@ -292,8 +279,6 @@ def _metrics_html(record: dict[str, Any] | None) -> str:
             desc = get_metric(name).description
         except MetricError:
             desc = ""
-        if len(desc) < 25:
-            desc = _FALLBACK_DESCRIPTIONS.get(name, desc)
         values = res.get("values", {})
         shown = [f"{html.escape(k)} = {_num(v)}" for k, v in values.items()
                  if not _PER_ITEM.search(k) and k != "sampling_estimator"]
@@ -366,16 +351,13 @@ def build_report(
     latent's posterior means lie inside) for ``n_images`` images drawn with ``seed``.
     """
     from dislab import __version__
-    from dislab.train import load_run
+    from dislab.representation import open_run
     from dislab.viz import images as vi
     from dislab.viz.analyze import latent_summary
 
     run_dir = Path(run_dir)
-    model, config = load_run(run_dir)
-    if data is None:
-        from dislab.data import load as load_data
-
-        data = load_data(config.data, path=config.data_path, **dict(config.data_options))
+    run = open_run(run_dir, data=data)
+    model, config, data = run.model, run.config, run.data
     folder = Path(out) if out is not None else run_dir / "report"
     folder.mkdir(parents=True, exist_ok=True)
     record = _read_json(run_dir / "metrics.json")
@@ -501,6 +483,7 @@ def traverse(
     ``gif=True`` writes an animated GIF (one column per latent) instead. ``out``: default
     ``RUN_DIR/traversal.png`` / ``.gif``.
     """
+    from dislab.representation import run_data
     from dislab.train import load_run
     from dislab.viz import images as vi
 
@@ -530,9 +513,7 @@ def traverse(
         if bad or not dims:
             raise DislabError(f"latent index(es) {bad or dims} out of range: the model has {d} "
                               f"latents (0..{d - 1}).")
-    from dislab.data import load as load_data
-
-    data = load_data(config.data, path=config.data_path, **dict(config.data_options))
+    data = run_data(config)[0]
     if index is None:
         index = int(data.sample_index(1, np.random.default_rng(seed))[0])
     if not 0 <= int(index) < len(data):

@@ -6,10 +6,10 @@ saying why nothing was drawn (too few runs to show more than noise, a missing me
 
 Which column is which (the metric helper names the metrics; these look-ups find them):
 
-* headline disentanglement scores (:func:`headline_metrics`): one column per metric, e.g.
-  ``metric.beta_vae.eval_accuracy``, ``metric.factor_vae.eval_accuracy``,
-  ``metric.mig.discrete_mig``, ``metric.dci.disentanglement``,
-  ``metric.modularity.modularity_score``, ``metric.sap.SAP_score``;
+* headline disentanglement scores (:func:`headline_metrics`): one column per metric, the
+  headline key of its registry entry (:mod:`dislab.metrics.registry`), e.g.
+  ``metric.beta_vae.eval_accuracy``, ``metric.mig.discrete_mig``, ``metric.dotran.windin``,
+  labelled with the entry's label;
 * total correlation of the fitted Gaussian of the codes: ``metric.*gaussian_total_correlation``
   and ``…_sampled`` (the sampled representation); TC of the aggregate posterior:
   ``metric.elbo_decomposition.tc``;
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 import matplotlib
@@ -31,6 +32,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from dislab.metrics import registry as metric_registry  # noqa: E402
+from dislab.metrics.registry import MetricSpec  # noqa: E402
 
 __all__ = [
     "Figure",
@@ -54,14 +58,8 @@ __all__ = [
 #: fewer runs would show noise, so the plot says so instead.
 MIN_RUNS = 5
 
-#: Preferred key of a metric's result dict, in order (disentanglement_lib's key names).
-_HEADLINE_KEYS = ["eval_accuracy", "discrete_mig", "mig", "disentanglement", "modularity_score",
-                  "SAP_score", "sap_score", "IRS", "irs", "score"]
-#: Metrics whose headline key is not one of the above (Do & Tran 2020: WINDIN, higher = better;
-#: DCI-ES: explicitness; InfoMEC: InfoM). MCC, MIG-sup, DCIMIG, UDR: the key named as the metric.
-_HEADLINE_BY_METRIC = {"dotran": "windin", "dotran_sampling": "windin",
-                       "dci_es": "explicitness", "infomec": "infom"}
-#: Metric results that are not a disentanglement score (used by their own plots).
+#: Metric results that are not a disentanglement score, for metrics that are not in the registry
+#: (registered ones say so in their entry: ``disentanglement=False``).
 _NON_HEADLINE = re.compile(r"unsupervised|downstream|fairness|total_correlation|sampled|"
                            r"elbo_decomposition")
 
@@ -80,31 +78,53 @@ def _done(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] == "done"]
 
 
+def _spec(name: str) -> MetricSpec | None:
+    """The registry entry of metric ``name``, or None for results of unregistered scores
+    (``udr``, written by ``dislab analyze udr``; metrics of another dislab version)."""
+    return metric_registry.get(name) if name in metric_registry.names() else None
+
+
 def _pretty(column: str) -> str:
+    """``metric.<name>.<key>`` -> the metric's registry label (else its name)."""
     parts = column.split(".")
-    return parts[1] if len(parts) >= 3 and parts[0] == "metric" else column
+    if len(parts) >= 3 and parts[0] == "metric":
+        spec = _spec(parts[1])
+        return spec.label if spec is not None else parts[1]
+    return column
 
 
 def headline_metrics(frame: pd.DataFrame) -> list[str]:
-    """One numeric column per disentanglement metric (see the module docstring)."""
+    """One numeric column per disentanglement metric: its registry entry's headline key.
+
+    Results of metrics not in the registry (e.g. ``udr``) take the key named as the metric,
+    or their only column. A metric whose headline cannot be found is left out with a
+    warning naming it, never silently.
+    """
     groups: dict[str, list[str]] = {}
     for c in frame.columns:
-        if c.startswith("metric.") and pd.api.types.is_numeric_dtype(frame[c]):
-            name = c.split(".")[1]
-            if not _NON_HEADLINE.search(name):
-                groups.setdefault(name, []).append(c)
+        if c.startswith("metric.") and c.count(".") >= 2 \
+                and pd.api.types.is_numeric_dtype(frame[c]):
+            groups.setdefault(c.split(".")[1], []).append(c)
     out = []
     for name, columns in groups.items():
         keys = {c.split(".", 2)[2]: c for c in columns}
-        chosen = keys.get(_HEADLINE_BY_METRIC.get(name, ""))
+        spec = _spec(name)
+        if spec is not None:
+            if not spec.disentanglement:
+                continue
+            key = spec.headline_key(keys)
+            chosen = keys[key] if key is not None else None
+        elif _NON_HEADLINE.search(name):
+            continue
+        else:
+            chosen = keys.get(name, columns[0] if len(columns) == 1 else None)
         if chosen is None:
-            chosen = next((keys[k] for k in _HEADLINE_KEYS if k in keys), None)
-        if chosen is None and name in keys:
-            chosen = keys[name]
-        if chosen is None and len(columns) == 1:
-            chosen = columns[0]
-        if chosen is not None:
-            out.append(chosen)
+            want = spec.headline if spec is not None else f"{name!r} or a single column"
+            warnings.warn(f"metric {name!r} has results {sorted(keys)} but not its headline "
+                          f"({want}); it is left out of the study's score table and figures.",
+                          UserWarning, stacklevel=2)
+            continue
+        out.append(chosen)
     return out
 
 

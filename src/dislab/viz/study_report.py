@@ -3,7 +3,8 @@
 The page (``--out report.html``) embeds every figure as a base64 PNG, so it can be mailed or
 archived alone; the same PNGs are written beside it in ``<name>_files/`` for papers and
 slides. Sections: the runs (status per method, failures with their error), a table of the
-metrics' mean ± sd per setting, and the figures of :mod:`dislab.viz.study_plots`.
+metrics' mean ± sd per setting (each metric's headline, labelled as its registry entry says),
+and the figures of :mod:`dislab.viz.study_plots`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from dislab.errors import DislabError
 from dislab.io import atomic_write_text
 from dislab.study.collect import TABLE_NAME, collect, write_table
+from dislab.viz import study_plots as sp
 
 __all__ = ["write_report", "SECTIONS"]
 
@@ -80,8 +82,6 @@ def _table_html(frame: pd.DataFrame, left: int = 1, float_fmt: str = "{:.3g}") -
 
 
 def _summary(frame: pd.DataFrame) -> str:
-    from dislab.viz import study_plots as sp
-
     parts = ["<h2>Runs</h2>"]
     if "compat" in frame:
         modes = sorted(str(m) for m in frame["compat"].dropna().unique())
@@ -130,8 +130,6 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
     Reads ``study_dir/results.parquet``, collecting it first when it is missing or older than
     a run folder.
     """
-    from dislab.viz import study_plots as sp
-
     study_dir = Path(study_dir)
     table = study_dir / TABLE_NAME
     if not (study_dir / "runs").is_dir() and not table.exists():
@@ -167,7 +165,7 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
             f"{', '.join(sorted(frame['data'].dropna().unique()))}; methods: "
             f"{', '.join(sorted(frame['method'].dropna().unique()))}; written "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    template = Template(resources.files("dislab.study").joinpath("report_template.html")
+    template = Template(resources.files("dislab.viz").joinpath("study_report_template.html")
                         .read_text())
     page = template.substitute(
         title=html.escape(f"Study report: {', '.join(names) or study_dir.name}"),
