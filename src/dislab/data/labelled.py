@@ -152,7 +152,7 @@ class LabelledData(GroundTruthData):
 
     ``observe(rows (n,) int64) -> (n, *observation_shape)`` uint8 or float32 observations;
     ``codes`` ``(N, K)`` int64 factor classes; ``factor_values[j]`` the value of each class.
-    Use :func:`from_arrays`, :func:`from_folder`, :func:`partial_grid` or
+    Use :func:`from_arrays`, :func:`~dislab.data.images.from_folder`, :func:`partial_grid` or
     ``dislab.data.load("images", path=DIR)`` rather than this constructor.
     """
 

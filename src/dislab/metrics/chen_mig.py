@@ -43,7 +43,7 @@ def resolve_factors(data: GroundTruthData, factors: str | Sequence[str | int] | 
         everything = [k for k, s in enumerate(data.factor_sizes) if s > 1]
         if str(getattr(data, "name", "")).startswith("dsprites") and \
                 "shape" in data.factor_names:
-            shape = data.factor_names.index("shape")
+            shape = data.factor_index("shape")
             return [k for k in everything if k != shape]
         return everything
     if factors is None:
