@@ -109,3 +109,18 @@ def test_a_broken_run_fails_alone(runs: list[Path], tmp_path: Path) -> None:
     with pytest.raises(DislabError, match="num_train"):  # bad input before any encoding
         evaluate_runs([good], metrics=["mig"], params={"mig": {"num_train": -1}},
                       device="cpu", progress=False)
+
+
+def test_cli_scores_several_runs(runs: list[Path], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from dislab.cli import main
+
+    dirs = [str(shutil.copytree(r, tmp_path / r.name)) for r in runs[:2]]
+    code = main(["evaluate", *dirs, "--metrics", "mig", "--param", "mig.num_train=300",
+                 "--device", "cpu", "--workers", "1", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for d in dirs:
+        assert f"== {d}" in out and (Path(d) / "metrics.json").exists()
+    assert main(["evaluate", *dirs, "--data", "dsprites", "--quiet"]) == 2
+    assert "for one RUN_DIR" in capsys.readouterr().err
