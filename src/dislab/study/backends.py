@@ -8,6 +8,10 @@ each finished run to a callback; the run folders (and so the table) are the same
   ``threads`` torch threads (default: cores // workers, at least 1). The workers end with the
   driver, even when it is killed with SIGKILL (:func:`_die_with_parent`); their runs then
   read as interrupted and resume on the next ``study run``.
+* packs (``study run --pack``, :mod:`dislab.study.packs`): an item of ``runs`` may be a list
+  of runs, executed as one task by :func:`dislab.study.runner.execute_pack`. Locally, with
+  several CUDA devices, each pack in flight gets its own device (``cuda:i``); on Ray a pack
+  asks for one whole GPU whenever ``gpus`` is given.
 * ``ray``: ``ray.init(address=...)`` (an existing cluster, e.g. ``auto`` or
   ``ray://head:10001``) or, without an address, a local Ray with ``workers × threads`` CPUs;
   every run is a Ray task asking for ``threads`` CPUs. On a cluster the study folder must be on
@@ -30,7 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from dislab.errors import DislabError
-from dislab.study.runner import DEFAULT_RUN_FN, execute_run
+from dislab.study.runner import DEFAULT_RUN_FN, execute_pack, execute_run
 
 __all__ = ["run_local", "run_ray", "run_slurm", "BACKENDS"]
 
@@ -77,10 +81,36 @@ def _init_worker(threads: int, parent: int | None = None) -> None:
     os.environ["DISLAB_THREADS"] = str(threads)
 
 
-def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
+Task = dict[str, Any] | list[dict[str, Any]]
+
+
+def _members(task: Task) -> list[dict[str, Any]]:
+    return list(task) if isinstance(task, list) else [task]
+
+
+def _name(task: Task) -> str:
+    runs = _members(task)
+    return runs[0]["run_id"] if len(runs) == 1 else (
+        f"the pack of {len(runs)} runs {', '.join(r['run_id'] for r in runs)}")
+
+
+def _local_gpus(tasks: list[Task]) -> int:
+    """CUDA devices to spread packs over (0 when no task is a pack or there is no CUDA)."""
+    if not any(isinstance(t, list) for t in tasks):
+        return 0
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no usable CUDA
+        return 0
+
+
+def run_local(runs: list[Task], study_dir: str, *, workers: int, threads: int,
               run_fn: str = DEFAULT_RUN_FN, on_start: OnStart | None = None,
               on_done: OnDone | None = None) -> list[dict[str, Any]]:
-    """Execute ``runs`` in a pool of ``workers`` spawned processes; return their records."""
+    """Execute ``runs`` (runs, or packs of runs: lists) in a pool of ``workers`` spawned
+    processes; return their records."""
     if not runs:
         return []
     records: list[dict[str, Any]] = []
@@ -89,30 +119,42 @@ def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_init_worker, initargs=(threads, os.getpid()))
     queue = list(runs)
-    in_flight: dict[Any, dict[str, Any]] = {}
+    in_flight: dict[Any, tuple[Task, int | None]] = {}
+    gpus = _local_gpus(queue)
+    free_gpus = list(range(gpus)) if gpus > 1 else []
     try:
         while queue or in_flight:
-            # Keep exactly `workers` runs submitted so that "running" is accurate.
+            # Keep exactly `workers` tasks submitted so that "running" is accurate.
             while queue and len(in_flight) < workers:
-                run = queue.pop(0)
-                future = pool.submit(execute_run, run, str(study_dir), run_fn, threads)
-                in_flight[future] = run
+                task = queue.pop(0)
+                gpu = None
+                if isinstance(task, list):
+                    gpu = free_gpus.pop(0) if free_gpus else None
+                    future = pool.submit(execute_pack, task, str(study_dir), run_fn, threads,
+                                         gpu)
+                else:
+                    future = pool.submit(execute_run, task, str(study_dir), run_fn, threads)
+                in_flight[future] = (task, gpu)
                 if on_start:
-                    on_start(run)
+                    for run in _members(task):
+                        on_start(run)
             finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for future in finished:
-                run = in_flight.pop(future)
+                task, gpu = in_flight.pop(future)
+                if gpu is not None:
+                    free_gpus.append(gpu)
                 try:
-                    record = future.result()
+                    result = future.result()
                 except BrokenProcessPool:
                     raise DislabError(
-                        f"A worker process died while running {run['run_id']} (out of memory? "
+                        f"A worker process died while running {_name(task)} (out of memory? "
                         "killed?). Finished runs are kept; re-run the same command to resume, "
-                        "maybe with fewer --workers."
+                        "maybe with fewer --workers (or a smaller --pack)."
                     ) from None
-                records.append(record)
-                if on_done:
-                    on_done(record)
+                for record in result if isinstance(result, list) else [result]:
+                    records.append(record)
+                    if on_done:
+                        on_done(record)
     except BaseException:
         # Ctrl-C / an error in the driver: stop the workers now (their runs stay resumable)
         # instead of waiting for the running runs to finish.
@@ -124,12 +166,13 @@ def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threa
     return records
 
 
-def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
+def run_ray(runs: list[Task], study_dir: str, *, workers: int, threads: int,
             address: str | None = None, gpus: float = 0.0, run_fn: str = DEFAULT_RUN_FN,
             on_start: OnStart | None = None, on_done: OnDone | None = None,
             shutdown: bool = True) -> list[dict[str, Any]]:
     """Execute ``runs`` as Ray tasks (``threads`` CPUs and ``gpus`` GPUs each, e.g. 0.25 to
-    put four runs on one GPU); return their records."""
+    put four runs on one GPU; a pack, a list of runs, is one task with one whole GPU when
+    ``gpus`` is given); return their records."""
     try:
         import ray
     except ImportError:
@@ -156,38 +199,49 @@ def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads
     # checkpoint. An exception inside the run is recorded by execute_run, not retried.
     remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=RAY_MAX_RETRIES,
                         retry_exceptions=False)(execute_run)
+    remote_pack = ray.remote(num_cpus=threads, num_gpus=1 if gpus else 0,
+                             max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(execute_pack)
     records: list[dict[str, Any]] = []
-    pending: dict[Any, dict[str, Any]] = {}
+    pending: dict[Any, Task] = {}
     try:
-        for run in runs:
-            ref = remote.remote(run, str(study_dir), run_fn, threads)
-            pending[ref] = run
+        for task in runs:
+            if isinstance(task, list):
+                ref = remote_pack.remote(task, str(study_dir), run_fn, threads)
+            else:
+                ref = remote.remote(task, str(study_dir), run_fn, threads)
+            pending[ref] = task
         started: set[str] = set()
         last_poll = 0.0
-        while pending:
-            if on_start and time.time() - last_poll > 1.0:
-                # Ray does not say which tasks run now; assume the oldest `workers` do.
-                for run in list(pending.values())[:workers]:
-                    if run["run_id"] not in started:
-                        started.add(run["run_id"])
-                        on_start(run)
-                last_poll = time.time()
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in done:
-                run = pending.pop(ref)
+
+        def start(task: Task) -> None:
+            for run in _members(task):
                 if run["run_id"] not in started and on_start:
                     started.add(run["run_id"])
                     on_start(run)
+
+        while pending:
+            if on_start and time.time() - last_poll > 1.0:
+                # Ray does not say which tasks run now; assume the oldest `workers` do.
+                for task in list(pending.values())[:workers]:
+                    start(task)
+                last_poll = time.time()
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                task = pending.pop(ref)
+                start(task)
                 try:
-                    record = ray.get(ref)
+                    result = ray.get(ref)
+                    got = result if isinstance(result, list) else [result]
                 except ray.exceptions.RayError as e:
-                    record = {"run_id": run["run_id"], "status": "failed",
-                              "error": f"Ray task failed: {type(e).__name__}: {e}",
-                              "result": None}
-                _mirror(record, run, study_dir)
-                records.append(record)
-                if on_done:
-                    on_done(record)
+                    got = [{"run_id": run["run_id"], "status": "failed",
+                            "error": f"Ray task failed: {type(e).__name__}: {e}",
+                            "result": None} for run in _members(task)]
+                by_id = {run["run_id"]: run for run in _members(task)}
+                for record in got:
+                    _mirror(record, by_id[record["run_id"]], study_dir)
+                    records.append(record)
+                    if on_done:
+                        on_done(record)
     except BaseException:
         for ref in list(pending):
             ray.cancel(ref, force=True)
