@@ -12,7 +12,8 @@ scoring) are scored two ways, in one process, on the same device:
   ``--workers`` processes.
 
 It prints models scored per minute both ways and their ratio, plus the encoding alone:
-images/s of the vectorised pass (K models × grid points) against one model's
+images/s (K models × grid points) of :func:`dislab.metrics.many.encode_runs` (the vectorised
+pass on CUDA; model by model on CPU, where it is faster) against one model's
 :func:`dislab.metrics.cache.encode_grid`. Both ways write the same ``metrics.json`` format;
 the values agree to the codes' float rounding (tests/test_pack_eval.py).
 
@@ -102,7 +103,7 @@ def main() -> None:
           f"{len(os.sched_getaffinity(0))}; dSprites grid {len(data):,} images; metrics "
           f"{','.join(names)}")
     print(f"{'K':>4} {'one by one':>16} {'together':>16} {'ratio':>7}   "
-          f"{'encode 1 model':>16} {'encode K (vmap)':>18} {'ratio':>7}")
+          f"{'encode 1 model':>16} {'encode K together':>18} {'ratio':>7}")
     root = Path(tempfile.mkdtemp(prefix="pack_eval_"))
     try:
         for k in ks:

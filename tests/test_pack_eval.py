@@ -71,12 +71,13 @@ def _values(run: Path) -> dict:
 def test_runs_scored_together_equal_runs_scored_alone(runs: list[Path], tmp_path: Path) -> None:
     together = [Path(shutil.copytree(r, tmp_path / "together" / r.name)) for r in runs]
     alone = [Path(shutil.copytree(r, tmp_path / "alone" / r.name)) for r in runs]
+    # the vectorised (vmap) encoding pass, the default on CUDA, here on the CPU
     records = evaluate_runs(together, metrics=METRICS, params=PARAMS, seed=3, device="cpu",
-                            workers=2, progress=False)
+                            workers=2, progress=False, vectorise=True)
     assert [r["run_dir"] for r in records] == [str(r) for r in together]
     for run_a, run_b in zip(together, alone):
         evaluate_runs([run_b], metrics=METRICS, params=PARAMS, seed=3, device="cpu",
-                      workers=1, progress=False)
+                      workers=1, progress=False, vectorise=True)
         a, b = CodeTable.load(str(run_a / "codes.npz")), CodeTable.load(str(run_b / "codes.npz"))
         assert np.array_equal(a.mean, b.mean) and np.array_equal(a.logvar, b.logvar)
         assert _values(run_a) == _values(run_b)  # identical codes -> identical metrics
@@ -90,6 +91,20 @@ def test_runs_scored_together_equal_runs_scored_alone(runs: list[Path], tmp_path
         own = encode_grid(model, dd.load("dsprites", **GRID), progress=False)
         np.testing.assert_allclose(a.mean, own.mean, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(a.logvar, own.logvar, rtol=1e-6, atol=1e-6)
+    # the CPU default encodes model by model; again identical together and alone
+    again = [Path(shutil.copytree(r, tmp_path / "each" / r.name)) for r in runs]
+    evaluate_runs(again, metrics=METRICS, params=PARAMS, seed=3, device="cpu", workers=1,
+                  progress=False)
+    for run_a, run_b in zip(again, runs):
+        evaluate_runs([Path(shutil.copytree(run_b, tmp_path / "each1" / run_b.name))],
+                      metrics=METRICS, params=PARAMS, seed=3, device="cpu", workers=1,
+                      progress=False)
+        a = CodeTable.load(str(run_a / "codes.npz"))
+        b = CodeTable.load(str(tmp_path / "each1" / run_b.name / "codes.npz"))
+        assert np.array_equal(a.mean, b.mean)
+        assert _values(run_a) == _values(tmp_path / "each1" / run_b.name)
+        vm = CodeTable.load(str(tmp_path / "together" / run_b.name / "codes.npz"))
+        np.testing.assert_allclose(a.mean, vm.mean, rtol=1e-6, atol=1e-6)
     # the seed matters: the three runs' codes differ
     c0 = CodeTable.load(str(together[0] / "codes.npz")).mean
     assert not np.allclose(c0, CodeTable.load(str(together[1] / "codes.npz")).mean)

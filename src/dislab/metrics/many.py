@@ -136,17 +136,35 @@ def _encode_group(models: list[Any], dataset: Any, device: Any, batch_size: int,
     return mean, logvar, vectorised
 
 
+def _encode_each(models: list[Any], dataset: Any, batch_size: int, progress: bool
+                 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Codes ``(K, N, d)`` of the full grid, model by model (one batch at a time, so the
+    result does not depend on a timing choice of :func:`encode_rows`)."""
+    from dislab.metrics.cache import encode_rows
+
+    index = np.arange(len(dataset), dtype=np.int64)
+    out = [encode_rows(m, dataset, index, batch_size=batch_size, progress=progress,
+                       workers=1) for m in models]
+    logvar = None if any(lv is None for _, lv in out) else np.stack([lv for _, lv in out])
+    return np.stack([m for m, _ in out]), logvar, False
+
+
 def encode_runs(run_dirs: Sequence[str | os.PathLike[str]], device: str = "auto",
                 batch_size: int | None = None, pack: int | None = None,
-                progress: bool = True, reencode: bool = False) -> dict[str, dict[str, Any]]:
+                progress: bool = True, reencode: bool = False,
+                vectorise: bool | None = None) -> dict[str, dict[str, Any]]:
     """Write every run's full-grid ``codes.npz``, encoding up to ``pack`` runs of one data set
     and architecture per vectorised pass (default :func:`default_pack`).
 
     Runs whose ``codes.npz`` already holds their full grid for these weights are skipped
     (unless ``reencode``); grids above ``AUTO_CACHE_MAX`` points are left to the lazy
     per-run path. ``batch_size``: grid points per pass (default 128 on CPU, 1024 on CUDA).
+    ``vectorise`` (default: on CUDA only): the stacked ``vmap`` pass; off, each model encodes
+    its grid with :func:`dislab.metrics.cache.encode_rows` (on CPU the frozen per-model
+    encoder is faster than a grouped convolution over the stacked weights).
     Returns ``{run_dir: {"ready": bool (codes.npz holds the full grid), "encoded": bool (now),
-    "vectorised": bool, "pack": K, "seconds": s, "error": why not ready (if known)}}``; a run
+    "vectorised": bool (the stacked pass was used), "pack": K, "seconds": s, "error": why not
+    ready (if known)}}``; a run
     that cannot be loaded or encoded is reported there, not raised.
     """
     from dislab.data import load as load_data
@@ -204,8 +222,12 @@ def encode_runs(run_dirs: Sequence[str | os.PathLike[str]], device: str = "auto"
             chunk = todo[s:s + pack]
             t0 = time.perf_counter()
             try:
-                mean, logvar, vectorised = _encode_group([m for _, m, _ in chunk], dataset,
-                                                         dev, batch_size, progress, grid)
+                if vectorise if vectorise is not None else dev.type == "cuda":
+                    mean, logvar, vectorised = _encode_group([m for _, m, _ in chunk], dataset,
+                                                             dev, batch_size, progress, grid)
+                else:
+                    mean, logvar, vectorised = _encode_each([m for _, m, _ in chunk], dataset,
+                                                            batch_size, progress)
             except (DislabError, RuntimeError) as e:  # e.g. NaN codes: scored alone
                 for key, _, _ in chunk:
                     info[key]["error"] = f"{type(e).__name__}: {e}"
@@ -255,6 +277,7 @@ def evaluate_runs(
     reencode: bool = False,
     settings: Sequence[Mapping[str, Any] | None] | None = None,
     errors: str = "raise",
+    vectorise: bool | None = None,
 ) -> list[Any]:
     """Score several training runs; write each run's ``metrics.json`` (and ``codes.npz``).
 
@@ -265,7 +288,8 @@ def evaluate_runs(
     run at once in spawned processes (default: the usable cores, at most one per run; 1 runs
     them in this process), each with ``cores // workers`` threads. ``errors="raise"`` raises
     the first failure once every run is done (naming the run); ``"return"`` puts the
-    exception in that run's place of the returned list. Returns the records in order.
+    exception in that run's place of the returned list. ``vectorise``: see
+    :func:`encode_runs`. Returns the records in order.
     """
     if errors not in ("raise", "return"):
         raise MetricError(f"errors must be 'raise' or 'return', not {errors!r}.")
@@ -295,7 +319,7 @@ def evaluate_runs(
         jobs.append(job)
     results: list[Any] = [None] * len(dirs)
     info = encode_runs(dirs, device=device, batch_size=batch_size, pack=pack,
-                       progress=progress, reencode=reencode)
+                       progress=progress, reencode=reencode, vectorise=vectorise)
     pooled = [i for i, d in enumerate(dirs) if info[d]["ready"]]
     alone = [i for i, d in enumerate(dirs) if not info[d]["ready"]]
     cores = _cores()
