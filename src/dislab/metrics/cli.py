@@ -29,10 +29,12 @@ def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if len(args.run_dir) > 1:
+        return _evaluate_many(args)
     from dislab.metrics.suite import evaluate_run
 
     record = evaluate_run(
-        args.run_dir,
+        args.run_dir[0],
         metrics=args.metrics,
         seed=args.seed,
         data=args.data,
@@ -44,6 +46,35 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         compat=args.compat,
     )
+    _print_record(record)
+    return 0
+
+
+def _evaluate_many(args: argparse.Namespace) -> int:
+    """Several runs: one vectorised encoding pass, suites in parallel (dislab.metrics.many)."""
+    from dislab.metrics.many import evaluate_runs
+
+    if args.data or args.path or args.batch_size != 128:
+        raise DislabError("--data, --path and --batch-size are for one RUN_DIR; several runs "
+                          "are scored on their own data sets (give one RUN_DIR to change it).")
+    out = evaluate_runs(args.run_dir, metrics=args.metrics, seed=args.seed,
+                        params=_parse_params(args.param), compat=args.compat,
+                        device=args.device, pack=args.pack, workers=args.workers,
+                        progress=not args.quiet, reencode=args.reencode, errors="return")
+    failed = 0
+    for run_dir, record in zip(args.run_dir, out):
+        print(f"== {run_dir}")
+        if isinstance(record, BaseException):
+            failed += 1
+            print(f"failed: {record}")
+            continue
+        _print_record(record)
+    if failed:
+        print(f"{failed} of {len(out)} runs could not be scored (see above)")
+    return 1 if failed else 0
+
+
+def _print_record(record: dict[str, Any]) -> None:
     for name, r in record["metrics"].items():
         values = r.get("values", {})
         shown = {k: v for k, v in values.items() if not k[:1].isdigit() or "mean_test" in k}
@@ -61,7 +92,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         rs = record["run_status"]
         print(f"note: this run {rs.get('status')} (step {rs.get('step')}); the scores are of "
               "its last saved weights (recorded in metrics.json as run_status)")
-    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -98,7 +128,10 @@ def register(subparsers: Any) -> None:
         "RUN_DIR/metrics.json with every value, the parameters, seed, time and dislab version. "
         "Results of other metrics already in metrics.json are kept.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `dislab train`")
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
+                   help="a folder written by `dislab train`; several are scored together: "
+                   "their grids encoded in one vectorised pass per data set and "
+                   "architecture, their metric suites in parallel processes")
     p.add_argument("--metrics", default=None,
                    help="comma-separated metric names, 'all', or omitted for the default "
                    "suite (`dislab metrics` lists them)")
@@ -122,6 +155,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reencode", action="store_true",
                    help="encode afresh even if codes.npz matches the weights and data")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=None,
+                   help="several RUN_DIRs: metric suites run at once in separate processes "
+                   "(default: the usable cores)")
+    p.add_argument("--pack", type=int, default=None,
+                   help="several RUN_DIRs: models encoded together per pass (default 64 on "
+                   "CUDA, 8 on CPU)")
     p.set_defaults(func=_evaluate)
 
     q = subparsers.add_parser(

@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from dislab.errors import DislabError
-from dislab.study.runner import DEFAULT_RUN_FN, execute_run
+from dislab.study.runner import DEFAULT_RUN_FN, execute_pack, execute_run
 from dislab.threads import thread_env
 
 __all__ = ["run_in_pool", "run_local", "run_ray", "run_slurm", "BACKENDS"]
@@ -81,7 +81,7 @@ def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers:
                 on_start: Callable[[tuple[Any, ...]], None] | None = None,
                 on_done: Callable[[Any], None] | None = None,
                 on_wait: Callable[[], None] | None = None, grace: float = 0.0,
-                hint: str = "") -> list[Any]:
+                hint: str = "", slots: list[Any] | None = None) -> list[Any]:
     """``fn(*args)`` for every ``args`` in ``jobs``, in a pool of ``workers`` spawned processes
     with ``threads`` threads each (:func:`dislab.threads.thread_env`), which end with this
     process even when it is killed (:func:`_die_with_parent`); returns the results in the
@@ -92,6 +92,8 @@ def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers:
     here the workers are stopped: with ``grace`` seconds, first by SIGINT (as Ctrl-C in a
     terminal, so that a training run saves its checkpoint) and given that long to finish,
     else at once. ``name(args)`` and ``hint`` go into the error for a worker that died.
+    ``slots`` (e.g. GPU indices): each job is called as ``fn(*args, slot)`` with a slot no job
+    in flight holds (``None`` when all are taken), given back when the job ends.
     """
     if not jobs:
         return []
@@ -102,12 +104,20 @@ def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers:
                                initializer=_init_worker, initargs=(threads, os.getpid()))
     queue = list(jobs)
     in_flight: dict[Any, tuple[Any, ...]] = {}
+    free = list(slots or [])
+    held: dict[Any, Any] = {}
     try:
         while queue or in_flight:
             # Keep exactly `workers` jobs submitted so that "running" is accurate.
             while queue and len(in_flight) < workers:
                 args = queue.pop(0)
-                in_flight[pool.submit(fn, *args)] = args
+                if slots is None:
+                    future = pool.submit(fn, *args)
+                else:
+                    slot = free.pop(0) if free else None
+                    future = pool.submit(fn, *args, slot)
+                    held[future] = slot
+                in_flight[future] = args
                 if on_start:
                     on_start(args)
             finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED,
@@ -116,6 +126,8 @@ def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers:
                 on_wait()
             for future in finished:
                 args = in_flight.pop(future)
+                if held.get(future) is not None:
+                    free.append(held.pop(future))
                 try:
                     result = future.result()
                 except BrokenProcessPool:
@@ -145,24 +157,75 @@ def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers:
     return results
 
 
-def run_local(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
+Task = dict[str, Any] | list[dict[str, Any]]
+
+
+def _members(task: Task) -> list[dict[str, Any]]:
+    return list(task) if isinstance(task, list) else [task]
+
+
+def _name(task: Task) -> str:
+    runs = _members(task)
+    return runs[0]["run_id"] if len(runs) == 1 else (
+        f"the pack of {len(runs)} runs {', '.join(r['run_id'] for r in runs)}")
+
+
+def _local_gpus(tasks: list[Task]) -> int:
+    """CUDA devices to spread packs over (0 when no task is a pack or there is no CUDA)."""
+    if not any(isinstance(t, list) for t in tasks):
+        return 0
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no usable CUDA
+        return 0
+
+
+def _execute_task(task: Task, study_dir: str, run_fn: str, threads: int,
+                  gpu: int | None) -> list[dict[str, Any]]:
+    """One pool job: a run (:func:`execute_run`) or a pack (:func:`execute_pack`, on ``gpu``);
+    always a list of records."""
+    if isinstance(task, list):
+        return execute_pack(task, study_dir, run_fn, threads, gpu)
+    return [execute_run(task, study_dir, run_fn, threads)]
+
+
+def run_local(runs: list[Task], study_dir: str, *, workers: int, threads: int,
               run_fn: str = DEFAULT_RUN_FN, on_start: OnStart | None = None,
               on_done: OnDone | None = None) -> list[dict[str, Any]]:
-    """Execute ``runs`` in a pool of ``workers`` spawned processes (:func:`run_in_pool`);
-    return their records."""
-    return run_in_pool(
-        execute_run, [(run, str(study_dir), run_fn, threads) for run in runs],
-        workers=workers, threads=threads, name=lambda args: str(args[0]["run_id"]),
-        on_start=(lambda args: on_start(args[0])) if on_start else None, on_done=on_done,
-        hint=", maybe with fewer --workers")
+    """Execute ``runs`` (runs, or packs of runs: lists) in a pool of ``workers`` spawned
+    processes (:func:`run_in_pool`; each pack in flight gets its own GPU when there are
+    several); return their records."""
+    gpus = _local_gpus(runs)
+    records: list[dict[str, Any]] = []
+
+    def started(args: tuple[Any, ...]) -> None:
+        for run in _members(args[0]):
+            if on_start:
+                on_start(run)
+
+    def done(result: list[dict[str, Any]]) -> None:
+        for record in result:
+            records.append(record)
+            if on_done:
+                on_done(record)
+
+    run_in_pool(
+        _execute_task, [(task, str(study_dir), run_fn, threads) for task in runs],
+        workers=workers, threads=threads, name=lambda args: _name(args[0]),
+        on_start=started, on_done=done, slots=list(range(gpus)) if gpus > 1 else [],
+        hint=", maybe with fewer --workers (or a smaller --pack)")
+    return records
 
 
-def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads: int,
+def run_ray(runs: list[Task], study_dir: str, *, workers: int, threads: int,
             address: str | None = None, gpus: float = 0.0, run_fn: str = DEFAULT_RUN_FN,
             on_start: OnStart | None = None, on_done: OnDone | None = None,
             shutdown: bool = True) -> list[dict[str, Any]]:
     """Execute ``runs`` as Ray tasks (``threads`` CPUs and ``gpus`` GPUs each, e.g. 0.25 to
-    put four runs on one GPU); return their records."""
+    put four runs on one GPU; a pack, a list of runs, is one task with one whole GPU when
+    ``gpus`` is given); return their records."""
     try:
         import ray
     except ImportError:
@@ -188,38 +251,49 @@ def run_ray(runs: list[dict[str, Any]], study_dir: str, *, workers: int, threads
     # checkpoint. An exception inside the run is recorded by execute_run, not retried.
     remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=RAY_MAX_RETRIES,
                         retry_exceptions=False)(execute_run)
+    remote_pack = ray.remote(num_cpus=threads, num_gpus=1 if gpus else 0,
+                             max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(execute_pack)
     records: list[dict[str, Any]] = []
-    pending: dict[Any, dict[str, Any]] = {}
+    pending: dict[Any, Task] = {}
     try:
-        for run in runs:
-            ref = remote.remote(run, str(study_dir), run_fn, threads)
-            pending[ref] = run
+        for task in runs:
+            if isinstance(task, list):
+                ref = remote_pack.remote(task, str(study_dir), run_fn, threads)
+            else:
+                ref = remote.remote(task, str(study_dir), run_fn, threads)
+            pending[ref] = task
         started: set[str] = set()
         last_poll = 0.0
-        while pending:
-            if on_start and time.time() - last_poll > 1.0:
-                # Ray does not say which tasks run now; assume the oldest `workers` do.
-                for run in list(pending.values())[:workers]:
-                    if run["run_id"] not in started:
-                        started.add(run["run_id"])
-                        on_start(run)
-                last_poll = time.time()
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in done:
-                run = pending.pop(ref)
+
+        def start(task: Task) -> None:
+            for run in _members(task):
                 if run["run_id"] not in started and on_start:
                     started.add(run["run_id"])
                     on_start(run)
+
+        while pending:
+            if on_start and time.time() - last_poll > 1.0:
+                # Ray does not say which tasks run now; assume the oldest `workers` do.
+                for task in list(pending.values())[:workers]:
+                    start(task)
+                last_poll = time.time()
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                task = pending.pop(ref)
+                start(task)
                 try:
-                    record = ray.get(ref)
+                    result = ray.get(ref)
+                    got = result if isinstance(result, list) else [result]
                 except ray.exceptions.RayError as e:
-                    record = {"run_id": run["run_id"], "status": "failed",
-                              "error": f"Ray task failed: {type(e).__name__}: {e}",
-                              "result": None}
-                _mirror(record, run, study_dir)
-                records.append(record)
-                if on_done:
-                    on_done(record)
+                    got = [{"run_id": run["run_id"], "status": "failed",
+                            "error": f"Ray task failed: {type(e).__name__}: {e}",
+                            "result": None} for run in _members(task)]
+                by_id = {run["run_id"]: run for run in _members(task)}
+                for record in got:
+                    _mirror(record, by_id[record["run_id"]], study_dir)
+                    records.append(record)
+                    if on_done:
+                        on_done(record)
     except BaseException:
         for ref in list(pending):
             ray.cancel(ref, force=True)

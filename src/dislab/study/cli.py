@@ -70,7 +70,13 @@ def _plan(args: argparse.Namespace) -> int:
                           for p in m.points))
     print(f"  metrics: {', '.join(spec.metrics) if spec.metrics else 'all'}; seeds "
           f"{spec.seeds[0]}..{spec.seeds[-1]}")
-    est = estimate(runs, workers=workers, threads=threads, measure=not args.no_measure)
+    from dislab.study.packs import auto_pack, parse_pack
+
+    pack = parse_pack(args.pack)
+    if pack == "auto":
+        pack = auto_pack(runs)
+    est = estimate(runs, workers=workers, threads=threads, measure=not args.no_measure,
+                   pack=pack if isinstance(pack, int) and pack > 1 else None)
     how = ("training step measured here (3 steps per method on random images)"
            if est["source"] == "measured" else
            "documented constant seconds per step (dislab.study.plan.SECONDS_PER_STEP_FALLBACK)")
@@ -80,6 +86,10 @@ def _plan(args: argparse.Namespace) -> int:
     print(f"  ({how}: {per_step}; plus {est['eval_seconds_per_run']:.0f} s evaluation per run "
           "for these metrics, from per-metric and encoding times measured on a 2-core CPU: "
           "dislab.study.plan.METRIC_SECONDS)")
+    if "pack_per_step" in est:
+        per_pack = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in est["pack_per_step"].items())
+        print(f"  packed: {est['tasks']} task(s) (packs of at most {pack} runs); a pack's step "
+              f"estimated as one model's step on K × {spec.batch_size} images: {per_pack}")
     if args.list_runs:
         for r in runs:
             print(r["run_id"])
@@ -105,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_study(spec, args.out, backend=args.backend, workers=args.workers,
                         threads=args.threads, address=args.address, gpus=gpus,
                         run_fn=args.run_fn,
-                        retry_failed=args.retry_failed, slurm=slurm)
+                        retry_failed=args.retry_failed, slurm=slurm, pack=args.pack)
     return 1 if summary["failed"] else 0
 
 
@@ -148,6 +158,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--list-runs", action="store_true", help="print every run id")
     p.add_argument("--no-measure", action="store_true",
                    help="use the documented seconds-per-step constant instead of measuring")
+    p.add_argument("--pack", default=None, metavar="auto|K",
+                   help="estimate for runs trained in packs of at most K (see study run)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser(
@@ -187,6 +199,11 @@ def register(subparsers: Any) -> None:
                    help="run the job array through submitit's local executor on this machine "
                         "instead of Slurm (to try a set-up)")
     _add_scaling(p)
+    p.add_argument("--pack", default=None, metavar="auto|K",
+                   help="train compatible runs (same method, data, batch, steps; any seeds "
+                        "and hyper-parameters) together, at most K per pack, one task each: "
+                        "one GPU per pack locally, num_gpus=1 per pack on Ray. auto: 1 on "
+                        "CPU, as many as fit in GPU memory on CUDA (at most 64)")
     p.add_argument("--retry-failed", action="store_true",
                    help="run failed runs again (default: keep their recorded error)")
     from dislab.train import tracking

@@ -95,6 +95,16 @@ def _sigterm_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _cuda_devices() -> int:
+    """CUDA devices here (0 without CUDA); torch is imported only for packed studies."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no usable CUDA
+        return 0
+
+
 def _alive(pid: int) -> bool:
     """Another live process on this host (this process and zombies do not count)."""
     from dislab.status import pid_alive
@@ -106,7 +116,8 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
               workers: int | None = None, threads: int | None = None,
               address: str | None = None, gpus: float = 0.0, run_fn: str = DEFAULT_RUN_FN,
               retry_failed: bool = False, progress: bool = True,
-              slurm: dict[str, Any] | None = None) -> dict[str, Any]:
+              slurm: dict[str, Any] | None = None,
+              pack: int | str | None = None) -> dict[str, Any]:
     """Run every unfinished run of ``spec`` in ``out``; return a summary.
 
     ``workers`` parallel runs (default: the usable cores), each with ``threads`` torch threads
@@ -114,6 +125,9 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
     "table", "seconds", "errors": {run_id: error}}``. A failing run does not stop the others.
     ``slurm``: options of :func:`dislab.study.slurm.run_slurm` for ``backend="slurm"``
     (``partition``, ``time_min``, ``mem_gb``, ``account``, ``qos``, ``setup``, ``executor``).
+    ``pack``: ``None`` (each run alone), ``K`` or ``"auto"``: compatible pending runs train
+    and are scored together in packs of at most ``K`` (:mod:`dislab.study.packs`); with
+    packs on CUDA the local backend's default ``workers`` is the number of GPUs.
     """
     if backend not in backends.BACKENDS:
         raise DislabError(f"Unknown backend {backend!r}; use one of "
@@ -121,7 +135,16 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
     resolve_run_fn(run_fn)  # a typo in --run-fn fails here, not in every run
     if run_fn == DEFAULT_RUN_FN:
         check_data_names(spec)
+    from dislab.study.packs import parse_pack
+
+    pack = parse_pack(pack)
+    if pack is not None and backend == "slurm":
+        raise DislabError("--pack is for --backend local or ray; a Slurm array task runs one "
+                          "run (leave out --pack).")
     cores = default_workers()
+    if not workers and pack is not None:
+        gpus_here = _cuda_devices()
+        workers = gpus_here or None
     workers = int(workers) if workers else cores
     if workers < 1:
         raise DislabError(f"--workers must be >= 1, not {workers}.")
@@ -134,6 +157,16 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
         write_json_atomic(out / "study.json", {"spec": spec.to_dict(), "runs": len(runs),
                                                "run_fn": run_fn})
         todo, counts = pending_runs(runs, out, retry_failed)
+        tasks: list[Any] = list(todo)
+        pack_note = ""
+        if pack is not None and todo:
+            from dislab.study.packs import auto_pack, group_packs
+
+            size = auto_pack(todo) if pack == "auto" else int(pack)
+            tasks = group_packs(todo, size)
+            packs = [t for t in tasks if isinstance(t, list)]
+            pack_note = (f" in {len(packs)} pack(s) of at most {size} and "
+                         f"{len(tasks) - len(packs)} single run(s)")
         if progress:
             parts = [f"{len(runs)} runs", f"{counts['done']} already done"]
             if counts["failed"]:
@@ -141,8 +174,8 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
                              + ("" if retry_failed else " (kept; --retry-failed reruns them)"))
             if counts["unfinished"]:
                 parts.append(f"{counts['unfinished']} to resume")
-            parts.append(f"{len(todo)} to run on {backend} with {workers} worker(s) × "
-                         f"{threads} thread(s)")
+            parts.append(f"{len(todo)} to run{pack_note} on {backend} with {workers} "
+                         f"worker(s) × {threads} thread(s)")
             print("study: " + ", ".join(parts), file=sys.stderr)
         state = {"done": 0, "failed": 0, "running": set()}
         errors: dict[str, str] = {}
@@ -181,7 +214,7 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
                               "every run on the device of its training config (device: auto).")
         previous = _sigterm_as_interrupt()
         try:
-            backends.BACKENDS[backend](todo, str(out), **kwargs)
+            backends.BACKENDS[backend](tasks, str(out), **kwargs)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -256,7 +256,7 @@ def eval_seconds(metrics: list[str] | None, grid_size: int) -> float:
 
 
 def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
-             measure: bool = True) -> dict[str, Any]:
+             measure: bool = True, pack: int | None = None) -> dict[str, Any]:
     """Estimated wall time of ``runs`` on this machine with ``workers`` parallel runs.
 
     Training time = steps × seconds per step, measured here for each method (3 steps on
@@ -265,6 +265,12 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
     :func:`eval_seconds` of each run's metrics and data set. Returns ``{"seconds",
     "per_step": {method: s}, "source": "measured"|"constant", "eval_seconds_per_run"}``
     (the mean over the runs).
+
+    ``pack``: runs grouped into packs of at most ``pack`` (:func:`dislab.study.packs.
+    group_packs`), each pack one task of ``workers``. A pack's step is estimated as one
+    model's step on ``K × batch`` images (a vectorised pack launches the kernels of one model
+    on K times the data), measured the same way; the result then also holds ``"pack_per_step":
+    {"<method> xK": s}`` and ``"tasks"``.
     """
     per_step: dict[str, float] = {}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -289,13 +295,46 @@ def estimate(runs: list[dict[str, Any]], workers: int, threads: int = 1,
         per_step[method] = SECONDS_PER_STEP_FALLBACK if seconds is None else seconds
     sizes: dict[str, int] = {}
     evals = [eval_seconds(r.get("metrics"), _grid_size(r["train"], sizes)) for r in runs]
-    total = sum(r["train"]["steps"] * per_step[r["method"]] for r in runs) + sum(evals)
+    train_total = sum(r["train"]["steps"] * per_step[r["method"]] for r in runs)
+    extra: dict[str, Any] = {}
+    if pack and pack > 1:
+        from dislab.study.packs import group_packs
+
+        tasks = group_packs(runs, int(pack))
+        pack_step: dict[str, float] = {}
+        train_total = 0.0
+        for task in tasks:
+            if not isinstance(task, list):
+                train_total += task["train"]["steps"] * per_step[task["method"]]
+                continue
+            first, k = task[0], len(task)
+            label = f"{first['method']} x{k}"
+            if label not in pack_step:
+                seconds = None
+                if measure:
+                    train = first["train"]
+                    shape = _observation_shape(train, shapes)
+                    batch, steps = k * train["batch_size"], 3
+                    if tiny.enabled():
+                        batch, steps = k * min(train["batch_size"], tiny.BATCH), 1
+                    try:
+                        seconds = _measure_step_seconds(first["method"], first["hparams"], shape,
+                                                        train["latent_dim"], batch, threads,
+                                                        steps)
+                    except (DislabError, RuntimeError, ArithmeticError, MemoryError):
+                        seconds = None
+                pack_step[label] = (k * per_step[first["method"]] if seconds is None
+                                    else seconds)
+            train_total += first["train"]["steps"] * pack_step[label]
+        extra = {"pack_per_step": pack_step, "tasks": len(tasks)}
+    total = train_total + sum(evals)
     waves = max(1, workers)
     return {
         "seconds": total / waves,
         "per_step": per_step,
         "source": source,
         "eval_seconds_per_run": sum(evals) / max(1, len(evals)),
+        **extra,
     }
 
 
