@@ -72,7 +72,8 @@ from dislab.train.loop import (
     compiler_available,
 )
 
-__all__ = ["PackOptions", "fit_pack", "pack_key", "pack_problem", "FREE_FIELDS"]
+__all__ = ["PackOptions", "fit_pack", "pack_key", "pack_problem", "pack_trainer",
+           "FREE_FIELDS"]
 
 #: Config fields that may differ inside a pack (besides the method's ``packed_hparams``).
 FREE_FIELDS = ("seed", "out", "lr", "hparams", "tracking")
@@ -365,6 +366,7 @@ class _Pack:
     def __init__(self, members: list[_Member], options: PackOptions) -> None:
         self.members = members
         self.options = options
+        self.owns_members = False
         tr0 = members[0].trainer
         self.base = tr0.model
         self.device = tr0.device
@@ -645,6 +647,9 @@ class _Pack:
 
     def close(self) -> None:
         self.batches.close()
+        if self.owns_members:  # built by pack_trainer: nobody else closes the trainers
+            for m in reversed(self.members):
+                m.trainer.close()
 
 
 # -- fit_pack --------------------------------------------------------------------------------------
@@ -734,6 +739,23 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
         if cfgs[0].threads is not None:
             torch.set_num_threads(prev_threads)
     return [s for s in statuses if s is not None]
+
+
+def pack_trainer(configs: Sequence[TrainConfig | dict[str, Any]], data: Any = None,
+                 options: PackOptions | None = None) -> _Pack:
+    """The vectorised trainer of ``configs`` without run folders (benchmarks, notebooks):
+    ``.train_step()`` updates every member once, ``.step`` counts the updates,
+    ``.flush_window()`` gives each member's mean logs, ``.close()`` stops its batch thread.
+    ``data`` optionally replaces the configs' data set with a GroundTruthData object."""
+    cfgs = [_config(c) for c in configs]
+    keys = {pack_key(c) for c in cfgs}
+    if None in keys or len(keys) != 1:
+        raise DislabError("pack_trainer needs configs that share one pack_key.")
+    data = data if data is not None else _load_data(cfgs[0])
+    pack = _Pack([_build_member(c, data, False) for c in cfgs],
+                 (options or PackOptions()).validate())
+    pack.owns_members = True
+    return pack
 
 
 def _build_member(cfg: TrainConfig, data: Any, resuming: bool) -> _Member:
