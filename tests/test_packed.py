@@ -21,6 +21,13 @@ from dislab.train.packed import fit_pack, pack_key, pack_problem
 from train_helpers import cfg, history
 
 RTOL = 1e-5
+#: both ways of running a pack: one vectorised pass (CUDA's default) and member by member in
+#: threads (the CPU's default); each must give every member its single run
+EXECUTIONS = ["vmap", "members"]
+
+
+def opts(execution: str, **kw: object) -> packed.PackOptions:
+    return packed.PackOptions(execution=execution, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True)
@@ -68,9 +75,10 @@ def three(tmp_path: Path, prefix: str, **kw: object) -> list[dict]:
 
 
 # -- (a) a pack equals its runs trained alone ---------------------------------------------------
-def test_pack_of_three_equals_runs_trained_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_pack_of_three_equals_runs_trained_alone(tmp_path: Path, execution: str) -> None:
     configs = three(tmp_path, "pack", steps=50, log_every=5, checkpoint_every=20)
-    statuses = fit_pack(configs, progress=False)
+    statuses = fit_pack(configs, progress=False, options=opts(execution))
     assert [s["status"] for s in statuses] == ["done"] * 3
     assert [s["step"] for s in statuses] == [50] * 3
     for i, c in enumerate(configs):
@@ -85,7 +93,7 @@ def test_pack_of_three_equals_runs_trained_alone(tmp_path: Path) -> None:
 
 
 def test_pack_draws_the_batches_of_the_single_runs(tmp_path: Path) -> None:
-    """The stacked batches are each member's BatchSource draws, in order."""
+    """The stacked batches (B, K, *obs) are each member's BatchSource draws, in order."""
     from dislab.train import Trainer
 
     configs = three(tmp_path, "b", prefetch=True)
@@ -96,7 +104,7 @@ def test_pack_draws_the_batches_of_the_single_runs(tmp_path: Path) -> None:
         for _ in range(4):
             xs = next(batches)
             for i, t in enumerate(alone):
-                assert torch.equal(xs[i], t.next_batch())
+                assert torch.equal(xs[:, i], t.next_batch())
         # state() is the position before the next batch, as BatchSource.state()
         assert batches.states() == [t.batches.state() for t in alone]
     finally:
@@ -176,8 +184,9 @@ class NaNFrom(BetaVAE):
         return loss + torch.where(blown, float("nan"), 0.0), logs
 
 
-@pytest.mark.parametrize("how", ["hparam", "lr"])
-def test_nan_member_fails_alone(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize(("how", "execution"), [("hparam", "vmap"), ("lr", "vmap"),
+                                               ("hparam", "members")])
+def test_nan_member_fails_alone(tmp_path: Path, how: str, execution: str) -> None:
     """One member's loss becomes NaN (from update 7 by a hyper-parameter, or at once by a
     huge learning rate): it stops with fit's status and checkpoint, the others go on."""
     kw = dict(model="test_nan_from", steps=20, log_every=2, checkpoint_every=5)
@@ -186,12 +195,12 @@ def test_nan_member_fails_alone(tmp_path: Path, how: str) -> None:
         b["lr"] = 1e30
     else:
         b["hparams"] = {**b["hparams"], "nan_at": 7}
-    statuses = fit_pack([a, b, c], progress=False)
+    statuses = fit_pack([a, b, c], progress=False, options=opts(execution))
     assert [s["status"] for s in statuses] == ["done", "failed", "done"]
     # the others are exactly the pack without the failing member
     a2 = {**a, "out": str(tmp_path / "w0")}
     c2 = {**c, "out": str(tmp_path / "w2")}
-    fit_pack([a2, c2], progress=False)
+    fit_pack([a2, c2], progress=False, options=opts(execution))
     equal_runs(tmp_path / "m0", tmp_path / "w0")
     equal_runs(tmp_path / "m2", tmp_path / "w2")
     # the failing member's folder is what fit leaves: same message, last good checkpoint
@@ -219,26 +228,30 @@ def test_nan_member_fails_alone(tmp_path: Path, how: str) -> None:
 
 
 # -- (c) kill and resume -------------------------------------------------------------------------
-def test_resumed_pack_equals_uninterrupted_pack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_resumed_pack_equals_uninterrupted_pack(tmp_path: Path, execution: str) -> None:
+    o = opts(execution)
     full = three(tmp_path, "full", steps=20, log_every=5, checkpoint_every=4)
-    fit_pack(full, progress=False)
+    fit_pack(full, progress=False, options=o)
     part = three(tmp_path, "part", steps=10, log_every=5, checkpoint_every=4)
-    fit_pack(part, progress=False)
+    fit_pack(part, progress=False, options=o)
     with pytest.raises(DislabError, match="already holds a run"):
-        fit_pack(part, progress=False)
-    statuses = fit_pack([{**c, "steps": 20} for c in part], progress=False, resume=True)
+        fit_pack(part, progress=False, options=o)
+    statuses = fit_pack([{**c, "steps": 20} for c in part], progress=False, resume=True,
+                        options=o)
     assert [s["step"] for s in statuses] == [20] * 3
     for i in range(3):
         equal_runs(tmp_path / f"full{i}", tmp_path / f"part{i}")
 
 
-def test_pack_interrupted_mid_window_resumes_exactly(tmp_path: Path,
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_pack_interrupted_mid_window_resumes_exactly(tmp_path: Path, execution: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A KeyboardInterrupt inside update 13 (log every 4, prefetching): each member's
     checkpoint holds its partial window and generators, and the resumed pack equals the
     uninterrupted one."""
     kw = dict(steps=20, log_every=4, checkpoint_every=100, prefetch=True)
-    fit_pack(three(tmp_path, "full", **kw), progress=False)
+    fit_pack(three(tmp_path, "full", **kw), progress=False, options=opts(execution))
     step_once = packed._Pack._adam
     armed = {"on": True}
 
@@ -251,11 +264,11 @@ def test_pack_interrupted_mid_window_resumes_exactly(tmp_path: Path,
     monkeypatch.setattr(packed._Pack, "_adam", interrupted)
     part = three(tmp_path, "part", **kw)
     with pytest.raises(KeyboardInterrupt):
-        fit_pack(part, progress=False)
+        fit_pack(part, progress=False, options=opts(execution))
     for i in range(3):
         status = json.loads((tmp_path / f"part{i}" / "status.json").read_text())
         assert status["status"] == "interrupted" and status["step"] == 13
-    fit_pack(part, progress=False, resume=True)
+    fit_pack(part, progress=False, resume=True, options=opts(execution))
     for i in range(3):
         equal_runs(tmp_path / f"full{i}", tmp_path / f"part{i}")
 
@@ -270,12 +283,13 @@ def test_member_checkpoint_resumes_alone_with_fit(tmp_path: Path) -> None:
 
 
 # -- (d) FactorVAE, and every packable method ---------------------------------------------------
-def test_factor_vae_pack_equals_runs_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_factor_vae_pack_equals_runs_alone(tmp_path: Path, execution: str) -> None:
     configs = [cfg(tmp_path, f"f{i}", model="factor_vae", steps=12, batch_size=8, log_every=3,
                    seed=i, hparams={"gamma": g, "disc_layers": 2})
                for i, g in enumerate([10.0, 40.0])]
     assert pack_key(configs[0]) == pack_key(configs[1]) is not None
-    fit_pack(configs, progress=False)
+    fit_pack(configs, progress=False, options=opts(execution))
     for i, c in enumerate(configs):
         alone = fit({**c, "out": str(tmp_path / f"alone{i}")}, progress=False)
         close_history(history(tmp_path / f"f{i}"), history(alone))
@@ -294,7 +308,8 @@ def test_factor_vae_pack_equals_runs_alone(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n, c in models.available().items()
                                         if not n.startswith("test_") and n != "factor_vae"))
-def test_every_packable_method_equals_alone(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_every_packable_method_equals_alone(tmp_path: Path, name: str, execution: str) -> None:
     cls = models.get(name)
     extra = {"disc_layers": 1} if "disc_layers" in cls.hparams else {}
     varied = {h: cls.hparams[h].default * 2 + 1 for h in cls.packed_hparams}
@@ -302,7 +317,7 @@ def test_every_packable_method_equals_alone(tmp_path: Path, name: str) -> None:
                    hparams={**(varied if i else {}), **extra}) for i in range(2)]
     assert pack_key(configs[0]) is not None, pack_problem(configs[0])
     assert pack_key(configs[0]) == pack_key(configs[1])
-    fit_pack(configs, progress=False)
+    fit_pack(configs, progress=False, options=opts(execution))
     for i, c in enumerate(configs):
         alone = fit({**c, "out": str(tmp_path / f"a{i}")}, progress=False)
         a, b = history(tmp_path / f"p{i}"), history(alone)
@@ -396,17 +411,31 @@ def test_fit_pack_rejects_bad_input(tmp_path: Path) -> None:
         fit_pack([base], progress=False, options=packed.PackOptions(precision="fp16"))
     with pytest.raises(DislabError, match="outside dislab.models.noise"):
         fit_pack([cfg(tmp_path, "h", model="test_draws_outside_hook", steps=2)],
-                 progress=False)
+                 progress=False, options=opts("vmap"))
+    with pytest.raises(DislabError, match="execution"):
+        fit_pack([base], progress=False, options=opts("threads"))
     assert not (tmp_path / "run").exists() and not (tmp_path / "b").exists()
 
 
 def test_bf16_pack_trains_close_to_fp32(tmp_path: Path) -> None:
     """bf16 autocast changes the numbers (it is an option, off by default) but not the run:
     losses stay finite and close to fp32's on this short run."""
-    fp32 = fit_pack(three(tmp_path, "f", steps=10), progress=False)
+    fp32 = fit_pack(three(tmp_path, "f", steps=10), progress=False, options=opts("vmap"))
     bf16 = fit_pack(three(tmp_path, "h", steps=10), progress=False,
-                    options=packed.PackOptions(precision="bf16"))
+                    options=opts("vmap", precision="bf16"))
     for a, b in zip(fp32, bf16):
         assert b["status"] == "done"
         assert b["final_logs"]["loss"] != a["final_logs"]["loss"]
         assert b["final_logs"]["loss"] == pytest.approx(a["final_logs"]["loss"], rel=0.05)
+
+
+def test_members_in_threads_equal_members_in_turn(tmp_path: Path) -> None:
+    """execution="members" with two threads (two members at once, one core each) gives the
+    runs of one thread exactly."""
+    one = three(tmp_path, "one", steps=6)
+    two = three(tmp_path, "two", steps=6, threads=2)
+    fit_pack(one, progress=False, options=opts("members"))
+    fit_pack(two, progress=False, options=opts("members"))
+    assert torch.get_num_threads() == 1  # fit_pack put the thread count back
+    for i in range(3):
+        equal_runs(tmp_path / f"one{i}", tmp_path / f"two{i}")

@@ -37,6 +37,7 @@ checkpoint and image steps.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import queue
@@ -46,6 +47,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,16 +95,26 @@ class PackOptions:
             ``torch.compile(mode="reduce-overhead")``, i.e. CUDA graphs on CUDA: ``True``,
             ``False`` or ``"auto"`` (on for CUDA when a compiler works).
         tf32: allow TF32 matrix products and convolutions on CUDA while the pack trains.
+        execution: ``"vmap"``: one vectorised forward and backward of all members (grouped
+            convolutions); ``"members"``: the members' forward and backward passes one by one
+            (in ``torch.get_num_threads()`` threads at once, each kernel on one thread), with
+            the batch draws, noise, Adam, logging and checkpoints of the pack; ``"auto"``:
+            vmap on CUDA, members on the CPU, where vmap's grouped convolutions were measured
+            slower than separate convolutions (docs/training.md, "Packed training").
     """
 
     precision: str = "fp32"
     compile: bool | str = "auto"
     tf32: bool = True
+    execution: str = "auto"
 
     def validate(self) -> PackOptions:
         if self.precision not in ("fp32", "bf16"):
             raise DislabError(f"PackOptions: precision={self.precision!r} must be 'fp32' or "
                               "'bf16'.")
+        if self.execution not in ("auto", "vmap", "members"):
+            raise DislabError(f"PackOptions: execution={self.execution!r} must be 'auto', "
+                              "'vmap' or 'members'.")
         if self.compile not in (True, False, "auto"):
             raise DislabError(f"PackOptions: compile={self.compile!r} must be true, false or "
                               "'auto'.")
@@ -264,7 +276,7 @@ class PackBatches:
         self._stop = threading.Event()
 
     def _draw(self) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-        xs = torch.stack([next(s) for s in self.sources])
+        xs = torch.stack([next(s) for s in self.sources], dim=1)
         return xs, [s.state() for s in self.sources]
 
     def _worker(self) -> None:
@@ -395,16 +407,34 @@ class _Pack:
             self.window = {k: torch.stack([m.trainer.window[k].to(self.device).float()
                                            for m in members]) for k in tr0.window}
         self.autocast = options.precision == "bf16"
-        self._step_fn = vmap(grad_and_value(self._member_loss, has_aux=True),
-                             in_dims=(0, 0, 0, 0, 0, None), randomness="error")
+        # members along dim 1 of the batch (B, K, *obs): grouped convolutions then take and
+        # give (B, K*C, H, W) as views, without a copy between layers
+        self._forward = vmap(self._member_loss, in_dims=(0, 0, 0, 1, 0, None),
+                             randomness="error")
+        self._step_fn = self._autograd_step
+        self.execution = options.execution
+        if self.execution == "auto":
+            self.execution = "vmap" if self.device.type == "cuda" else "members"
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads_before = torch.get_num_threads()
+        if self.execution == "members":
+            self._step_fn = self._members_step
+            self.workers = max(1, min(len(members), self._threads_before))
+            self._bases = [self.base] + [copy.deepcopy(self.base)
+                                         for _ in range(self.workers - 1)]
+            if self.workers > 1:  # members in parallel threads, one core each
+                torch.set_num_threads(1)
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dislab-pack")
         self.compiled = False
-        want = options.compile is True or (options.compile == "auto"
-                                           and self.device.type == "cuda")
+        want = self.execution == "vmap" and (
+            options.compile is True or (options.compile == "auto" and self.device.type == "cuda"))
         if want:
             if compiler_available():
                 self._eager_fn = self._step_fn
                 mode = "reduce-overhead" if self.device.type == "cuda" else None
-                self._step_fn = torch.compile(self._step_fn, mode=mode, dynamic=False)
+                functional = vmap(grad_and_value(self._member_loss, has_aux=True),
+                                  in_dims=(0, 0, 0, 1, 0, None), randomness="error")
+                self._step_fn = torch.compile(functional, mode=mode, dynamic=False)
                 self.compiled = True
             elif options.compile is True:
                 raise DislabError("PackOptions(compile=True) but torch.compile cannot run here "
@@ -546,11 +576,83 @@ class _Pack:
         logs["loss"] = loss.detach()
         return loss, logs
 
+    def _autograd_step(self, params: dict[str, torch.Tensor], frozen: dict[str, torch.Tensor],
+                       hp: dict[str, torch.Tensor], xs: torch.Tensor, draws: list[torch.Tensor],
+                       step: torch.Tensor) -> Any:
+        """``(grads, (losses, logs))`` of every member: the vmapped forward, then one autograd
+        backward of the summed losses (each member's gradient is that of its own loss; the
+        backward runs on the grouped tensors directly, not through vmap's batching rules).
+        A parameter the loss does not reach gets no gradient (``None``), as in autograd."""
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        loss, logs = self._forward(leaves, frozen, hp, xs, draws, step)
+        loss.sum().backward()
+        return {k: v.grad for k, v in leaves.items()}, (loss.detach(), logs)
+
+    def _members_step(self, params: dict[str, torch.Tensor], frozen: dict[str, torch.Tensor],
+                      hp: dict[str, torch.Tensor], xs: torch.Tensor, draws: list[torch.Tensor],
+                      step: torch.Tensor) -> Any:
+        """:meth:`_autograd_step` computed member by member (``execution="members"``): each
+        member's loss is its method's ``loss`` on its parameters (views of the stacked ones),
+        batch, noise and hyper-parameters, as in a single run; ``self.workers`` threads share
+        the members."""
+        k = len(self.members)
+        grads: dict[str, torch.Tensor | None] = {n: torch.zeros_like(p)
+                                                 for n, p in params.items()}
+        reached = {n: False for n in params}
+        losses: list[Any] = [None] * k
+        logs: list[Any] = [None] * k
+        step_int = self.step
+
+        def one(i: int, call: _Call) -> None:
+            base = call.m
+            leaves = {n: p[i].detach().requires_grad_() for n, p in params.items()}
+            state = {"m." + n: v for n, v in leaves.items()}
+            state.update({"m." + n: v[i] for n, v in frozen.items()})
+            x = xs[:, i]
+            x = x.contiguous(memory_format=torch.channels_last) if (
+                x.dim() == 4 and self.members[i].trainer.channels_last) else x.contiguous()
+            saved = base.hp
+            base.hp = {**saved, **self.members[i].trainer.model.hp}
+            try:
+                with noise.replay([d[i] for d in draws]), torch.autocast(
+                        self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    loss, lg = functional_call(call, state, (x, step_int))
+            finally:
+                base.hp = saved
+            loss = loss.float()
+            loss.backward()
+            for n, v in leaves.items():
+                if v.grad is not None:
+                    grads[n][i].copy_(v.grad)  # type: ignore[index]
+                    reached[n] = True
+            lg = {key: torch.as_tensor(v).detach().float() for key, v in lg.items()}
+            lg = {key: v.mean() if v.dim() else v for key, v in lg.items()}
+            lg["loss"] = loss.detach()
+            losses[i], logs[i] = loss.detach(), lg
+
+        calls = [_Call(b) for b in self._bases]
+        if self._pool is None:
+            for i in range(k):
+                one(i, calls[0])
+        else:
+            def chunk(w: int) -> None:
+                for i in range(w, k, self.workers):
+                    one(i, calls[w])
+
+            for f in [self._pool.submit(chunk, w) for w in range(self.workers)]:
+                f.result()
+        for n in params:
+            if not reached[n]:
+                grads[n] = None
+        keys = list(logs[0])
+        return grads, (torch.stack(losses), {key: torch.stack([lg[key] for lg in logs])
+                                             for key in keys})
+
     def _record(self, xs: torch.Tensor, step_t: torch.Tensor) -> list[noise.Draw]:
         """The draws one step makes (a forward of member 0 with placeholder noise)."""
         base = self.base
         with torch.no_grad(), noise.record() as rec:
-            base.loss(xs[0], step_t)
+            base.loss(xs[:, 0], step_t)
         return list(rec.draws)
 
     def train_step(self) -> None:
@@ -604,8 +706,8 @@ class _Pack:
         """``torch.optim.Adam``'s update of every member (per-member lr and step counts)."""
         for g in self.groups:
             for n in g.names:
-                if n not in self.params:
-                    continue
+                if n not in self.params or grads.get(n) is None:
+                    continue  # as torch.optim.Adam: no gradient, no update, no step count
                 p, grad = self.params[n], grads[n]
                 ea, eas = self.exp_avg[n], self.exp_avg_sq[n]
                 self.count[n] += 1
@@ -647,6 +749,10 @@ class _Pack:
 
     def close(self) -> None:
         self.batches.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+            torch.set_num_threads(self._threads_before)
         if self.owns_members:  # built by pack_trainer: nobody else closes the trainers
             for m in reversed(self.members):
                 m.trainer.close()
