@@ -154,17 +154,20 @@ def test_vectorised_adam_equals_torch_adam() -> None:
             p.grad = g[i].clone()
             opt.step()
         refs.append(p.detach())
-    pack = object.__new__(packed._Pack)
-    pack.params = {"w": torch.stack(w)}
-    pack.exp_avg = {"w": torch.zeros(2, 4, 3)}
-    pack.exp_avg_sq = {"w": torch.zeros(2, 4, 3)}
-    pack.count = {"w": torch.zeros(2, dtype=torch.float64)}
-    pack.groups = [packed._Group(["w"], torch.tensor(lrs, dtype=torch.float64), 0.9, 0.999,
-                                 1e-8, "model", 0)]
-    for g in grads:
-        pack._adam({"w": torch.stack(g)})
-    for i in range(2):
-        torch.testing.assert_close(pack.params["w"][i], refs[i], rtol=1e-6, atol=1e-7)
+    for update in ("_adam_fused", "_adam_vectorised"):
+        pack = object.__new__(packed._Pack)
+        pack.members = [None, None]
+        pack.params = {"w": torch.stack(w)}
+        pack.exp_avg = {"w": torch.zeros(2, 4, 3)}
+        pack.exp_avg_sq = {"w": torch.zeros(2, 4, 3)}
+        pack.count = {"w": torch.zeros(2)}
+        pack.groups = [packed._Group(["w"], torch.tensor(lrs, dtype=torch.float64), 0.9, 0.999,
+                                     1e-8, "model", 0)]
+        for g in grads:
+            getattr(pack, update)({"w": torch.stack(g)})
+        for i in range(2):
+            torch.testing.assert_close(pack.params["w"][i], refs[i], rtol=1e-6, atol=1e-7)
+        assert pack.count["w"].tolist() == [5.0, 5.0]
 
 
 # -- (b) a NaN in one member ---------------------------------------------------------------------

@@ -471,11 +471,11 @@ class _Pack:
         models = [m.trainer.model for m in self.members]
         params = [dict(mod.named_parameters()) for mod in models]
         buffers = [dict(mod.named_buffers()) for mod in models]
-        self.params = {n: torch.stack([p[n].detach() for p in params]).contiguous()
+        self.params = {n: self._stack([p[n].detach() for p in params])
                        for n in self.train_names}
-        self.frozen = {n: torch.stack([p[n].detach() for p in params]).contiguous()
+        self.frozen = {n: self._stack([p[n].detach() for p in params])
                        for n in self.frozen_names}
-        self.frozen.update({n: torch.stack([b[n] for b in buffers]).contiguous()
+        self.frozen.update({n: self._stack([b[n] for b in buffers])
                             for n in self.buffer_names})
         self.hp = {k: torch.tensor([float(mod.hp[k]) for mod in models], dtype=torch.float32,
                                    device=self.device) for k in self.hp_names}
@@ -493,9 +493,23 @@ class _Pack:
                     eas.append(st["exp_avg_sq"].detach() if "exp_avg_sq" in st
                                else torch.zeros_like(p[n]))
                     cnt.append(float(st["step"]) if "step" in st else 0.0)
-                self.exp_avg[n] = torch.stack([t.to(self.device) for t in ea]).contiguous()
-                self.exp_avg_sq[n] = torch.stack([t.to(self.device) for t in eas]).contiguous()
-                self.count[n] = torch.tensor(cnt, dtype=torch.float64, device=self.device)
+                # Adam's state in the parameter's memory layout (fused kernels walk them in step)
+                like = self.params.get(n)
+                if like is None:
+                    like = self.frozen[n]
+                self.exp_avg[n] = torch.empty_like(like).copy_(torch.stack(ea))
+                self.exp_avg_sq[n] = torch.empty_like(like).copy_(torch.stack(eas))
+                self.count[n] = torch.tensor(cnt, dtype=torch.float32, device=self.device)
+
+    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """``(K, *shape)`` on the pack's device; a member's 4-D weight is channels-last, as
+        the single run's, when the runs use channels-last."""
+        t = torch.stack(tensors).to(self.device)
+        if t.dim() == 5 and self.members[0].trainer.channels_last:
+            k, o, i, h, w = t.shape
+            out = torch.empty((k, o, h, w, i), dtype=t.dtype, device=t.device)
+            return out.permute(0, 1, 4, 2, 3).copy_(t)
+        return t.contiguous()
 
     def _write_template(self, i: int) -> None:
         """Member ``i``'s parameters, Adam state, step and window into its trainer."""
@@ -542,7 +556,9 @@ class _Pack:
         idx = torch.tensor(index, dtype=torch.long, device=self.device)
 
         def sel(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {k: v.index_select(0, idx).contiguous() for k, v in d.items()}
+            # same memory layout per member (empty_like of a leading slice keeps the strides)
+            return {k: torch.empty_like(v[:len(index)]).copy_(v.index_select(0, idx))
+                    for k, v in d.items()}
 
         self.params, self.frozen, self.hp = sel(self.params), sel(self.frozen), sel(self.hp)
         self.exp_avg, self.exp_avg_sq, self.count = (sel(self.exp_avg), sel(self.exp_avg_sq),
@@ -702,8 +718,30 @@ class _Pack:
             self.window_count += 1
 
     @torch.no_grad()
-    def _adam(self, grads: dict[str, torch.Tensor]) -> None:
-        """``torch.optim.Adam``'s update of every member (per-member lr and step counts)."""
+    def _adam(self, grads: dict[str, torch.Tensor | None]) -> None:
+        """``torch.optim.Adam``'s update of every member (its own lr and step counts): its
+        fused kernel member by member on the CPU, one vectorised update elsewhere."""
+        if self.device.type == "cpu":
+            self._adam_fused(grads)
+        else:
+            self._adam_vectorised(grads)
+
+    def _adam_fused(self, grads: dict[str, torch.Tensor | None]) -> None:
+        """PyTorch's fused Adam kernel (what ``fit`` uses on the CPU), once per member."""
+        for g in self.groups:
+            names = [n for n in g.names if n in self.params and grads.get(n) is not None]
+            for n in names:  # as torch.optim.Adam: no gradient, no update, no step count
+                self.count[n] += 1
+            for i in range(len(self.members)):
+                torch._fused_adam_(
+                    [self.params[n][i] for n in names], [grads[n][i] for n in names],
+                    [self.exp_avg[n][i] for n in names], [self.exp_avg_sq[n][i] for n in names],
+                    [], [self.count[n][i] for n in names], lr=float(g.lr[i]), beta1=g.beta1,
+                    beta2=g.beta2, weight_decay=0.0, eps=g.eps, amsgrad=False, maximize=False)
+
+    def _adam_vectorised(self, grads: dict[str, torch.Tensor | None]) -> None:
+        """Adam over the stacked tensors, the fused kernel's formula (bias corrections in
+        float64), with per-member lr and counts as tensors: no host sync, capturable."""
         for g in self.groups:
             for n in g.names:
                 if n not in self.params or grads.get(n) is None:
@@ -711,7 +749,7 @@ class _Pack:
                 p, grad = self.params[n], grads[n]
                 ea, eas = self.exp_avg[n], self.exp_avg_sq[n]
                 self.count[n] += 1
-                c = self.count[n]
+                c = self.count[n].double()
                 shape = (-1,) + (1,) * (p.dim() - 1)
                 step_size = (g.lr / (1.0 - g.beta1 ** c)).to(p.dtype).view(shape)
                 bc2_sqrt = (1.0 - g.beta2 ** c).sqrt().to(p.dtype).view(shape)
