@@ -4,8 +4,10 @@ All loops train the study's conv β-VAE (``dislab.nets`` conv encoder / deconv d
 Bernoulli reconstruction, β = 4, Adam 1e-4) at ``--batch-size`` on the same in-memory images
 (procedural dSprites rendered once as uint8; see benchmarks/train_throughput.py, whose data and
 bare loop this script reuses). Every loop runs in its own process (process-wide settings such
-as dislab's allocator tuning do not leak between them) and is timed ``--rounds`` times
-``--steps`` steps after ``--warmup`` steps; the median round counts. Printed, per K:
+as dislab's allocator tuning do not leak between them); all are started first, then timed in
+turn, ``--steps`` steps each, for ``--rounds`` rounds after ``--warmup`` steps, so that load
+from other processes on a shared machine hits them alike; medians of the rates and of the
+per-round ratios are printed. Per K:
 
 * ``pack``: aggregate images/s of :func:`dislab.train.packed.pack_trainer` with K members
   (different seeds and β), ``--threads`` threads;
@@ -48,6 +50,7 @@ def _worker(kind: str, k: int, arr: np.ndarray, batch_size: int, device: str, th
             options: dict[str, Any], conn: Any) -> None:
     """One loop in its own process. ``conn`` receives a step count (0: stop) and sends back
     the wall seconds of that many steps; the first message is the images per step."""
+    options = {k: v for k, v in options.items() if v is not None}
     torch.set_num_threads(threads)
     dev = torch.device(device)
     closing: Any = None
@@ -98,36 +101,37 @@ def _worker(kind: str, k: int, arr: np.ndarray, batch_size: int, device: str, th
         closing.close()
 
 
-def measure(kind: str, arr: np.ndarray, args: argparse.Namespace, k: int = 1,
-            threads: int | None = None, copies: int = 1) -> float:
-    """Median aggregate images/s over the rounds of ``copies`` processes timed together."""
-    ctx = mp.get_context("spawn")
-    options = {"precision": args.precision, "compile": args.compile}
-    pipes, procs = [], []
-    for _ in range(copies):
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(kind, k, arr, args.batch_size, args.device,
-                                              threads or args.threads, options, child))
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
-    try:
-        per_step = [c.recv() for c in pipes][0]
-        for c in pipes:
-            c.send(args.warmup)
-        for c in pipes:
-            c.recv()
-        rates = []
-        for _ in range(args.rounds):
-            for c in pipes:
-                c.send(args.steps)
-            walls = [c.recv() for c in pipes]
-            rates.append(copies * per_step * args.steps / max(walls))
-        return statistics.median(rates)
-    finally:
-        for c in pipes:
+class Loop:
+    """``copies`` processes of one loop, started once and timed together on demand."""
+
+    def __init__(self, kind: str, arr: np.ndarray, args: argparse.Namespace, k: int = 1,
+                 threads: int | None = None, copies: int = 1) -> None:
+        ctx = mp.get_context("spawn")
+        options = {"precision": args.precision, "compile": args.compile,
+                   "execution": args.execution}
+        self.pipes, self.procs = [], []
+        for _ in range(copies):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(kind, k, arr, args.batch_size, args.device,
+                                                  threads or args.threads, options, child))
+            p.start()
+            self.pipes.append(parent)
+            self.procs.append(p)
+        self.per_step = [c.recv() for c in self.pipes][0]
+        self.copies = copies
+        self.run(args.warmup)
+
+    def run(self, steps: int) -> float:
+        """Aggregate images/s of ``steps`` steps of every copy, run at once."""
+        for c in self.pipes:
+            c.send(steps)
+        walls = [c.recv() for c in self.pipes]
+        return self.copies * self.per_step * steps / max(walls)
+
+    def close(self) -> None:
+        for c in self.pipes:
             c.send(0)
-        for p in procs:
+        for p in self.procs:
             p.join()
 
 
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="separate 1-thread processes (default: one per core; CPU only)")
     ap.add_argument("--images", type=int, default=4096, help="size of the in-memory data")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--execution", default="auto", choices=("auto", "vmap", "members"),
+                    help="how the pack runs (PackOptions.execution)")
     ap.add_argument("--compile", default="auto", type=lambda s: {"on": True, "off": False}
                     .get(s, s), help="on, off or auto (CUDA graphs on CUDA)")
     args = ap.parse_args(argv)
@@ -160,24 +166,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     arr = render_images(args.images)
     print(f"conv β-VAE, batch {args.batch_size}, 64x64, device {args.device}, "
-          f"{args.threads} thread(s), {args.precision}; {args.rounds} rounds x {args.steps} "
-          f"steps (median), torch {torch.__version__}")
-    bare = measure("bare", arr, args)
-    single = measure("single", arr, args)
-    print(f"bare PyTorch loop      {bare:10.1f} img/s")
-    print(f"dislab single loop     {single:10.1f} img/s  ({single / bare:.2f}x bare)")
-    procs_rate = None
+          f"{args.threads} thread(s), {args.precision}, execution {args.execution}; medians "
+          f"of {args.rounds} alternating rounds x {args.steps} steps, torch {torch.__version__}")
+    loops = {"bare": Loop("bare", arr, args), "single": Loop("single", arr, args)}
+    n_procs = args.procs or (os.cpu_count() or 1)
     if args.device == "cpu":
-        n = args.procs or (os.cpu_count() or 1)
-        procs_rate = measure("single", arr, args, threads=1, copies=n)
-        print(f"{n} single processes    {procs_rate:10.1f} img/s  (1 thread each, together)")
-    print(f"{'K':>4} {'pack img/s':>11} {'per model':>10} {'vs sequential':>14} "
-          f"{'vs processes':>13} {'vs bare':>8}")
+        loops["procs"] = Loop("single", arr, args, threads=1, copies=n_procs)
     for k in ks:
-        rate = measure("pack", arr, args, k=k)
-        vs_procs = f"{rate / procs_rate:13.2f}" if procs_rate else f"{'-':>13}"
-        print(f"{k:4d} {rate:11.1f} {rate / k:10.1f} {rate / single:14.2f} {vs_procs} "
-              f"{rate / bare:8.2f}")
+        loops[f"pack{k}"] = Loop("pack", arr, args, k=k)
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    ratios: dict[str, list[float]] = {}
+    try:
+        for _ in range(args.rounds):  # every loop once per round: load hits all alike
+            now = {name: loop.run(args.steps) for name, loop in loops.items()}
+            for name, r in now.items():
+                rates[name].append(r)
+            for k in ks:
+                for base in ("single", "procs", "bare"):
+                    if base in now:
+                        ratios.setdefault(f"{k}/{base}", []).append(now[f"pack{k}"] / now[base])
+    finally:
+        for loop in loops.values():
+            loop.close()
+
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs)
+
+    bare, single = med(rates["bare"]), med(rates["single"])
+    print(f"bare PyTorch loop      {bare:10.1f} img/s")
+    print(f"dislab single loop     {single:10.1f} img/s")
+    if "procs" in rates:
+        print(f"{n_procs} single processes    {med(rates['procs']):10.1f} img/s  "
+              "(1 thread each, together)")
+    print(f"{'K':>4} {'pack img/s':>11} {'per model':>10} {'vs sequential':>14} "
+          f"{'vs processes':>13} {'vs bare':>8}   (ratios: medians of per-round ratios)")
+    for k in ks:
+        rate = med(rates[f"pack{k}"])
+        vs_procs = (f"{med(ratios[f'{k}/procs']):13.2f}" if f"{k}/procs" in ratios
+                    else f"{'-':>13}")
+        print(f"{k:4d} {rate:11.1f} {rate / k:10.1f} {med(ratios[f'{k}/single']):14.2f} "
+              f"{vs_procs} {med(ratios[f'{k}/bare']):8.2f}")
     if TIME_EVALUATION is not None:
         print(TIME_EVALUATION(args))
     return 0

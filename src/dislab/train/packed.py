@@ -101,12 +101,16 @@ class PackOptions:
             the batch draws, noise, Adam, logging and checkpoints of the pack; ``"auto"``:
             vmap on CUDA, members on the CPU, where vmap's grouped convolutions were measured
             slower than separate convolutions (docs/training.md, "Packed training").
+        workers: with ``execution="members"``, how many members run at once, each in its own
+            thread with one-thread kernels (``None``: ``torch.get_num_threads()``); 1 runs
+            them in turn with the process's threads.
     """
 
     precision: str = "fp32"
     compile: bool | str = "auto"
     tf32: bool = True
     execution: str = "auto"
+    workers: int | None = None
 
     def validate(self) -> PackOptions:
         if self.precision not in ("fp32", "bf16"):
@@ -115,6 +119,11 @@ class PackOptions:
         if self.execution not in ("auto", "vmap", "members"):
             raise DislabError(f"PackOptions: execution={self.execution!r} must be 'auto', "
                               "'vmap' or 'members'.")
+        if self.workers is not None and (isinstance(self.workers, bool)
+                                         or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise DislabError(f"PackOptions: workers={self.workers!r} must be a positive "
+                              "integer or None.")
         if self.compile not in (True, False, "auto"):
             raise DislabError(f"PackOptions: compile={self.compile!r} must be true, false or "
                               "'auto'.")
@@ -419,7 +428,7 @@ class _Pack:
         self._threads_before = torch.get_num_threads()
         if self.execution == "members":
             self._step_fn = self._members_step
-            self.workers = max(1, min(len(members), self._threads_before))
+            self.workers = max(1, min(len(members), options.workers or self._threads_before))
             self._bases = [self.base] + [copy.deepcopy(self.base)
                                          for _ in range(self.workers - 1)]
             if self.workers > 1:  # members in parallel threads, one core each
