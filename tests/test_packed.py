@@ -433,12 +433,12 @@ def test_bf16_pack_trains_close_to_fp32(tmp_path: Path) -> None:
 
 
 def test_members_in_threads_equal_members_in_turn(tmp_path: Path) -> None:
-    """execution="members" with two threads (two members at once, one core each) gives the
-    runs of one thread exactly."""
+    """execution="members" with two workers (two members at once, one core each) gives the
+    runs of one worker exactly."""
     one = three(tmp_path, "one", steps=6)
     two = three(tmp_path, "two", steps=6, threads=2)
     fit_pack(one, progress=False, options=opts("members"))
-    fit_pack(two, progress=False, options=opts("members"))
+    fit_pack(two, progress=False, options=opts("members", workers=None))
     assert torch.get_num_threads() == 1  # fit_pack put the thread count back
     for i in range(3):
         equal_runs(tmp_path / f"one{i}", tmp_path / f"two{i}")

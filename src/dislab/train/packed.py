@@ -97,20 +97,20 @@ class PackOptions:
         tf32: allow TF32 matrix products and convolutions on CUDA while the pack trains.
         execution: ``"vmap"``: one vectorised forward and backward of all members (grouped
             convolutions); ``"members"``: the members' forward and backward passes one by one
-            (in ``torch.get_num_threads()`` threads at once, each kernel on one thread), with
-            the batch draws, noise, Adam, logging and checkpoints of the pack; ``"auto"``:
+            (``workers`` at a time), with the batch draws, noise, Adam, logging and
+            checkpoints of the pack; ``"auto"``:
             vmap on CUDA, members on the CPU, where vmap's grouped convolutions were measured
             slower than separate convolutions (docs/training.md, "Packed training").
         workers: with ``execution="members"``, how many members run at once, each in its own
-            thread with one-thread kernels (``None``: ``torch.get_num_threads()``); 1 runs
-            them in turn with the process's threads.
+            thread with one-thread kernels (``None``: ``torch.get_num_threads()``); 1 (the
+            default) runs them in turn, each with all the process's threads.
     """
 
     precision: str = "fp32"
     compile: bool | str = "auto"
     tf32: bool = True
     execution: str = "auto"
-    workers: int | None = None
+    workers: int | None = 1
 
     def validate(self) -> PackOptions:
         if self.precision not in ("fp32", "bf16"):
@@ -409,6 +409,7 @@ class _Pack:
         self.batches = PackBatches([m.trainer.batches for m in members], self.cfg0.prefetch,
                                    self.device)
         self.draws: list[noise.Draw] | None = None
+        self.step_t = torch.tensor(self.step, dtype=torch.int64, device=self.device)
         self.window: dict[str, torch.Tensor] = {}
         self.window_losses: list[torch.Tensor] = []
         self.window_count = tr0.window_count
@@ -684,7 +685,7 @@ class _Pack:
         """One update of every member; logs accumulate in the window (no host sync)."""
         gen_states = [m.gen.get_state() for m in self.members]
         xs = next(self.batches)
-        step_t = torch.tensor(self.step, dtype=torch.int64, device=self.device)
+        step_t = self.step_t  # on the device, counted there: no host-to-device copy per step
         try:
             if self.draws is None:
                 self.draws = self._record(xs, step_t)
@@ -717,13 +718,15 @@ class _Pack:
                 m.gen.set_state(st)
             raise
         self.step += 1
+        self.step_t.add_(1)
         with torch.no_grad():
             for k, v in logs.items():
                 if k in self.window:
                     self.window[k] += v
                 else:
                     self.window[k] = v.clone()
-            self.window_losses.append(logs["loss"])
+            # a copy: a CUDA-graph step reuses its output memory at the next replay
+            self.window_losses.append(logs["loss"].clone())
             self.window_count += 1
 
     @torch.no_grad()
