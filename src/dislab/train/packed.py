@@ -38,6 +38,7 @@ checkpoint and image steps.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import queue
@@ -368,6 +369,30 @@ class _Call(torch.nn.Module):
         return self.m.loss(batch, step)
 
 
+def _with_loss(loss: torch.Tensor, logs: dict[str, Any]
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss in fp32 and the logs as ``fit`` accumulates them: detached fp32 scalars
+    (means of non-scalars), then ``loss``."""
+    loss = loss.float()
+    out = {k: torch.as_tensor(v).detach().float() for k, v in logs.items()}
+    out = {k: v.mean() if v.dim() else v for k, v in out.items()}
+    out["loss"] = loss.detach()
+    return loss, out
+
+
+@functools.cache
+def _cpu_fused_adam() -> bool:
+    """Whether this torch has Adam's fused CPU kernel (PyTorch 2.4 and later)."""
+    try:
+        p = torch.zeros(2)
+        torch._fused_adam_([p], [torch.ones(2)], [torch.zeros(2)], [torch.zeros(2)], [],
+                           [torch.ones(())], lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                           eps=1e-8, amsgrad=False, maximize=False)
+    except (AttributeError, NotImplementedError, RuntimeError, TypeError):
+        return False
+    return True
+
+
 @dataclass
 class _Group:
     """One Adam parameter group of every member: parameter names and settings."""
@@ -596,11 +621,7 @@ class _Pack:
                 loss, logs = functional_call(self.call, state, (x, step))
         finally:
             base.hp = saved
-        loss = loss.float()
-        logs = {k: torch.as_tensor(v).detach().float() for k, v in logs.items()}
-        logs = {k: v.mean() if v.dim() else v for k, v in logs.items()}
-        logs["loss"] = loss.detach()
-        return loss, logs
+        return _with_loss(loss, logs)
 
     def _autograd_step(self, params: dict[str, torch.Tensor], frozen: dict[str, torch.Tensor],
                        hp: dict[str, torch.Tensor], xs: torch.Tensor, draws: list[torch.Tensor],
@@ -645,15 +666,12 @@ class _Pack:
                     loss, lg = functional_call(call, state, (x, step_int))
             finally:
                 base.hp = saved
-            loss = loss.float()
+            loss, lg = _with_loss(loss, lg)
             loss.backward()
             for n, v in leaves.items():
                 if v.grad is not None:
                     grads[n][i].copy_(v.grad)  # type: ignore[index]
                     reached[n] = True
-            lg = {key: torch.as_tensor(v).detach().float() for key, v in lg.items()}
-            lg = {key: v.mean() if v.dim() else v for key, v in lg.items()}
-            lg["loss"] = loss.detach()
             losses[i], logs[i] = loss.detach(), lg
 
         calls = [_Call(b) for b in self._bases]
@@ -733,7 +751,7 @@ class _Pack:
     def _adam(self, grads: dict[str, torch.Tensor | None]) -> None:
         """``torch.optim.Adam``'s update of every member (its own lr and step counts): its
         fused kernel member by member on the CPU, one vectorised update elsewhere."""
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and _cpu_fused_adam():
             self._adam_fused(grads)
         else:
             self._adam_vectorised(grads)
