@@ -19,9 +19,9 @@ each member the run it would be alone:
   every config field except ``seed``, ``out``, ``lr`` and ``tracking``) are equal in a pack
   (:func:`pack_key`).
 * **Adam**: one Adam per member and optimiser (FactorVAE's and the AAE's discriminators
-  included), vectorised over the stacked parameters, with each member's own learning rate and
-  bias corrections: the update of ``torch.optim.Adam`` (the formula of its fused kernel,
-  ``aten/src/ATen/native/cpu/FusedAdamKernel.cpp``).
+  included), with each member's own learning rate and bias corrections: on the CPU PyTorch's
+  fused kernel per member (what ``fit`` uses), elsewhere one update over the stacked tensors
+  with that kernel's formula (``aten/src/ATen/native/cpu/FusedAdamKernel.cpp``).
 * **NaN**: losses are checked at log, checkpoint and image steps, as ``fit`` does; a member
   whose loss became NaN/inf gets the status ``fit`` would give it (``failed``, same message,
   its last good checkpoint kept) and leaves the pack; the others go on unchanged.
@@ -30,9 +30,12 @@ each member the run it would be alone:
   ``tb/``): ``load_run``, ``dislab evaluate`` and a resumed ``fit`` read it as a single run's.
   A pack resumes from its members' checkpoints, exactly.
 
-On CUDA the step can run with ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), TF32
-is on, and bf16 autocast is an option (:class:`PackOptions`); the host syncs only at log,
-checkpoint and image steps.
+How the members' passes run (:class:`PackOptions`): ``execution="vmap"`` (CUDA's default)
+is the vectorised step above, optionally under ``torch.compile(mode="reduce-overhead")``
+(CUDA graphs), with TF32 on; ``"members"`` (the CPU's default, where vmap's grouped
+convolutions are slower than separate ones) runs the members' forward and backward passes
+in turn, with everything else shared. bf16 autocast is an option. The host syncs only at
+log, checkpoint and image steps.
 """
 
 from __future__ import annotations
