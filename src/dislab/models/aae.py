@@ -37,6 +37,7 @@ import torch
 
 from dislab.errors import DislabError
 from dislab.estimators import gaussian_kl
+from dislab.models import noise
 from dislab.models.base import HParam, register
 from dislab.models.factor_vae import DISC_HPARAMS, _AdversarialMixin, frozen_call
 from dislab.models.losses import (
@@ -88,6 +89,7 @@ class AAE(_AdversarialMixin, VAE):
     loss (disjoint gradients)."""
 
     name: ClassVar[str] = "aae"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("gen_weight",)
     hparams: ClassVar[dict[str, HParam]] = {
         "gen_weight": HParam(
             10.0, "weight of the encoder's adversarial (generator) loss",
@@ -107,6 +109,16 @@ class AAE(_AdversarialMixin, VAE):
         ),
         **DISC_HPARAMS,
     }
+
+    #: setup="dislab" packs (one backward, disjoint gradients); "dotran" does not
+    packable: ClassVar[bool | str] = True
+
+    @classmethod
+    def pack_problem(cls, hparams: dict[str, Any]) -> str | None:
+        if hparams.get("setup") == "dotran":
+            return ("aae with setup='dotran' updates the discriminator and the autoencoder "
+                    "in sequence, from two forward passes")
+        return super().pack_problem(hparams)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -206,7 +218,7 @@ class AAE(_AdversarialMixin, VAE):
         recon = reconstruction_loss(batch, self.decode(z), self.reconstruction)
         gen_loss = -clipped_log_probs(frozen_call(self.discriminator, z))[:, 0].mean()
         ae_loss = recon + self.hp["gen_weight"] * gen_loss
-        prior = torch.randn_like(z)
+        prior = noise.randn_like(z)
         logits = self.discriminator(torch.cat([prior, z.detach()]))
         n = prior.shape[0]
         logits_real, logits_fake = logits[:n], logits[n:]

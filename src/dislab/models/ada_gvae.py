@@ -72,6 +72,7 @@ class AdaGVAE(VAE):
     """Ada-GVAE on pairs: ``recon_0 + recon_1 + β (KL~_0 + KL~_1)`` with adapted posteriors."""
 
     name: ClassVar[str] = "ada_gvae"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("beta",)
     batch_kind: ClassVar[str] = "pairs"
     pair_defaults: ClassVar[dict[str, Any]] = {"dynamics": "locatello", "k": -1}
     hparams: ClassVar[dict[str, HParam]] = {

@@ -22,6 +22,7 @@ class AnnealedVAE(VAE):
     """AnnealedVAE: ``recon + gamma * |kl - C(step)|``; logs ``capacity``."""
 
     name: ClassVar[str] = "annealed_vae"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("gamma", "c_max")
     hparams: ClassVar[dict[str, HParam]] = {
         "gamma": HParam(1000.0, "weight of |KL - C|", "study (annealed_vae.gamma = 1000)",
                         low=0.0),

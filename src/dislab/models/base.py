@@ -163,6 +163,15 @@ class Method(nn.Module):
     batch_counts: ClassVar[str] = "pairs"
     #: pair-sampler options used when the config gives no ``pair_options``
     pair_defaults: ClassVar[dict[str, Any]] = {}
+    #: whether K runs of this method can train as one vectorised model
+    #: (:mod:`dislab.train.packed`): ``True``, or a string saying why not. A class that
+    #: overrides ``training_step`` must set it itself: packed training replaces the step by
+    #: one backward of :meth:`loss` and one update of every optimiser.
+    packable: ClassVar[bool | str] = True
+    #: hyper-parameters that may differ between the members of a pack: inside the vectorised
+    #: step they are per-model 0-d tensors, so the loss may only compute with them (no
+    #: ``float()``, no ``if``); all others must be equal across the pack
+    packed_hparams: ClassVar[tuple[str, ...]] = ()
 
     #: Keyword options a method takes besides its ``hparams`` (see :data:`SHARED_OPTIONS`). A
     #: method without a choice of network or reconstruction leaves ``"arch"`` or
@@ -230,6 +239,18 @@ class Method(nn.Module):
         logs = dict(logs)
         logs["loss"] = loss.detach()
         return logs
+
+    @classmethod
+    def pack_problem(cls, hparams: dict[str, Any]) -> str | None:
+        """Why a run of this method with (resolved) ``hparams`` cannot be packed, or ``None``
+        (see :attr:`packable`; methods with settings that cannot be packed override this)."""
+        owner = next(k for k in cls.__mro__ if "training_step" in vars(k))
+        if owner is not Method and "packable" not in vars(owner):
+            return (f"{cls.name} overrides training_step ({owner.__qualname__}) without "
+                    "declaring `packable`")
+        if cls.packable is True:
+            return None
+        return str(cls.packable) if cls.packable else f"{cls.name} is not vectorisable"
 
     def pair_frames(self, batch: torch.Tensor, min_pairs: int = 1) -> torch.Tensor:
         """Pairs ``(B, 2, *obs)`` -> frames ``(2B, *obs)``, interleaved ``x0, x1, x0, x1, ...``;

@@ -32,6 +32,7 @@ class BetaTCVAE(VAE):
     """β-TCVAE: ``recon + kl + (beta - 1) * tc``; logs ``tc``."""
 
     name: ClassVar[str] = "beta_tcvae"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("beta",)
     hparams: ClassVar[dict[str, HParam]] = {
         "beta": HParam(
             6.0, "weight of the total correlation (objective KL + (β-1)·TC)",

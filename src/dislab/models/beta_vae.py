@@ -19,6 +19,7 @@ class BetaVAE(VAE):
     """β-VAE: ``recon + beta * kl`` (β = 1 is the plain VAE)."""
 
     name: ClassVar[str] = "beta_vae"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("beta",)
     hparams: ClassVar[dict[str, HParam]] = {
         "beta": HParam(
             4.0, "weight of the KL term",

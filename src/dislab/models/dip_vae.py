@@ -23,6 +23,7 @@ from dislab.models.vae import VAE, Forward
 
 class _DIPVAE(VAE):
     dip_type: ClassVar[str] = "i"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("lambda_od", "lambda_d_factor")
 
     def covariance(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """The ``(d, d)`` matrix C pushed towards the identity."""

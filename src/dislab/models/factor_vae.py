@@ -83,6 +83,9 @@ class _AdversarialMixin:
 
     discriminator: Discriminator
     hp: dict[str, Any]
+    #: its step is one backward of ``loss`` and one update of each optimiser (disjoint
+    #: gradients), which is what packed training does
+    packable: ClassVar[bool | str] = True
 
     def configure_optimizers(
         self, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
@@ -109,6 +112,7 @@ class FactorVAE(_AdversarialMixin, VAE):
     """FactorVAE: ``recon + kl + gamma * tc`` plus the discriminator's loss (disjoint grads)."""
 
     name: ClassVar[str] = "factor_vae"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("gamma",)
     hparams: ClassVar[dict[str, HParam]] = {
         "gamma": HParam(
             10.0, "weight of the discriminator's total-correlation estimate",

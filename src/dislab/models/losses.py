@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from dislab.errors import DislabError
+from dislab.models import noise
 
 __all__ = [
     "RECONSTRUCTIONS", "reconstruction_loss", "anneal", "batch_covariance",
@@ -89,7 +90,7 @@ def shuffle_codes(z: torch.Tensor, generator: torch.Generator | None = None) -> 
     Keeps every column's marginal (the same multiset of values) and breaks the dependence
     between columns.
     """
-    keys = torch.rand(z.shape, device=z.device, generator=generator)
+    keys = noise.rand(z.shape, z.device, generator)
     return torch.gather(z, 0, keys.argsort(dim=0))
 
 

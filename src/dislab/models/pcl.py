@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dislab.errors import DislabError
+from dislab.models import noise
 from dislab.models.base import HParam, Method, register
 from dislab.nets import build
 
@@ -48,7 +49,7 @@ def pcl_regression(
 def derangement(n: int, generator: torch.Generator | None = None,
                 device: torch.device | str | None = None) -> torch.Tensor:
     """A random permutation of ``0..n-1`` without fixed points (one cycle), ``n >= 2``."""
-    order = torch.randperm(n, generator=generator, device=device)
+    order = noise.randperm(n, device, generator)
     out = torch.empty_like(order)
     out[order] = torch.roll(order, -1)
     return out

@@ -76,6 +76,7 @@ class SlowVAE(VAE):
     """Slow-VAE on pairs: ``2·recon + β·KL_normal + γ·(Laplace term, both directions)``."""
 
     name: ClassVar[str] = "slow_vae"
+    packed_hparams: ClassVar[tuple[str, ...]] = ("beta", "gamma")
     batch_kind: ClassVar[str] = "pairs"
     batch_counts: ClassVar[str] = "images"
     hparams: ClassVar[dict[str, HParam]] = {

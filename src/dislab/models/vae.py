@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import torch
 
 from dislab.estimators import gaussian_kl
+from dislab.models import noise
 from dislab.models.base import HParam, Method
 from dislab.models.losses import reconstruction_loss
 from dislab.nets import build
@@ -45,7 +46,7 @@ __all__ = ["VAE", "Forward", "sample_gaussian"]
 
 def sample_gaussian(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Reparameterised sample ``mean + exp(logvar / 2) * eps``."""
-    return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    return mean + torch.exp(0.5 * logvar) * noise.randn_like(mean)
 
 
 @dataclass
