@@ -6,7 +6,7 @@ and shapes (``torch.func.stack_module_state``) and maps one copy of the module o
 ``torch.func`` tutorial "Model ensembling"). A convolution over stacked weights becomes one
 grouped convolution and a linear layer one batched matrix product, so ``K`` encoders cost the
 kernel launches of one: what makes scoring dozens of models per GPU cheap
-(:mod:`dislab.metrics.many`).
+(:mod:`dislab.representation.many`).
 
 >>> enc = StackedEncoder([model_a, model_b, model_c])      # same class and shapes
 >>> mean, logvar = enc(x)       # x (B, C, H, W) -> mean, logvar (3, B, latent_dim)

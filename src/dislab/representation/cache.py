@@ -19,7 +19,8 @@ from dislab.data.base import GroundTruthData
 from dislab.errors import MetricError
 from dislab.representation.table import CodeTable
 
-__all__ = ["CODES_FILE", "codes_key", "file_sha256", "load_or_encode", "open_code_table"]
+__all__ = ["CODES_FILE", "codes_key", "file_sha256", "load_or_encode", "open_code_table",
+           "read_matching"]
 
 #: The code cache's file name in a run folder.
 CODES_FILE = "codes.npz"
@@ -56,7 +57,7 @@ def load_or_encode(
     """
     path = Path(path)
     if path.exists() and not force:
-        table = _read_matching(path, data, meta)
+        table = read_matching(path, data, meta)
         if table is not None and table.is_complete(data):
             return table.in_order(data), True
     table = encode()
@@ -65,9 +66,12 @@ def load_or_encode(
     return table, False
 
 
-def _read_matching(path: Path, data: GroundTruthData, meta: dict[str, Any]) -> CodeTable | None:
-    """The table at ``path`` if it is readable, fits ``data`` and carries ``meta``; else None
-    (a damaged file is treated like a stale one: the caller encodes again and replaces it)."""
+def read_matching(path: Path, data: GroundTruthData, meta: dict[str, Any]) -> CodeTable | None:
+    """The table at ``path`` if it exists, is readable, fits ``data`` and carries ``meta``; else
+    None (a damaged file is treated like a stale one: the caller encodes again and replaces
+    it)."""
+    if not Path(path).is_file():
+        return None
     try:
         table = CodeTable.load(str(path))
         if table.meta != meta:
@@ -97,7 +101,7 @@ def open_code_table(
     ``(table, rows reused from path)``.
     """
     path = Path(path)
-    table = None if force or not path.exists() else _read_matching(path, data, meta)
+    table = None if force or not path.exists() else read_matching(path, data, meta)
     if table is None:
         return CodeTable.lazy(data, encoder, first=first, meta=meta), 0
     table.encoder = encoder
