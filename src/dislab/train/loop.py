@@ -336,13 +336,7 @@ def _train(trainer: Trainer, run: RunFolder, progress: bool) -> None:
             run.save_checkpoint(*trainer.state(), trainer.step)
         run.finish(trainer.model, trainer.data, trainer.step, trainer.train_seconds)
     except NonFiniteLoss as e:
-        kept = (f"the last good checkpoint (step {run.last_good}) is kept in {run.checkpoint}"
-                if run.last_good is not None else "no checkpoint had been written yet")
-        msg = (f"Training stopped: the loss became {e.value} at step {e.step} "
-               f"({cfg.model}, lr={cfg.lr:g}); {kept}. Try a smaller learning rate (e.g. "
-               f"--lr {cfg.lr / 10:g}) or milder hyper-parameters, check the data for NaN, "
-               "then continue with --resume (a changed --lr is allowed) or start again.")
-        run.failed(e.step, msg, trainer.train_seconds, final_logs=run.last_logs or None)
+        msg = run.loss_not_finite(e.step, e.value, trainer.train_seconds)
         raise DislabError(msg) from None
     except KeyboardInterrupt:
         try:
