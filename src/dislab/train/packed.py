@@ -44,10 +44,8 @@ import copy
 import functools
 import json
 import os
-import queue
 import shutil
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -66,9 +64,10 @@ from dislab.io import write_json
 from dislab.models import noise
 from dislab.status import HEARTBEAT_SECONDS, pid_alive, process_info, read_status
 from dislab.train import checkpoint as ckpt
+from dislab.train.batches import BatchSource, Prefetcher
 from dislab.train.config import RESUMABLE_CHANGES, TrainConfig
 from dislab.train.fast import compiler_available
-from dislab.train.loop import BatchSource, Trainer, _load_data
+from dislab.train.loop import Trainer, _load_data
 from dislab.train.run_folder import CHECKPOINT, RunFolder, model_meta, truncate_history
 from dislab.train.run_folder import _tensorboard as _tensorboard
 
@@ -292,42 +291,14 @@ class PackBatches:
         self.prefetch, self.device = prefetch, device
         self._states = [s.state() for s in sources]
         self._prev = list(self._states)
-        self._queue: queue.Queue[Any] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._draws = Prefetcher(self._draw, "dislab-pack-batches", self._sync_sources)
 
     def _draw(self) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         xs = torch.stack([next(s) for s in self.sources], dim=1)
         return xs, [s.state() for s in self.sources]
 
-    def _worker(self) -> None:
-        try:
-            while not self._stop.is_set():
-                item = self._draw()
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)  # type: ignore[union-attr]
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as e:  # handed to the consumer
-            if self._queue is not None:
-                self._queue.put(e)
-
     def __next__(self) -> torch.Tensor:
-        if not self.prefetch:
-            item: Any = self._draw()
-        else:
-            if self._thread is None:
-                self._stop.clear()
-                self._queue = queue.Queue(maxsize=2)
-                self._thread = threading.Thread(target=self._worker, daemon=True,
-                                                name="dislab-pack-batches")
-                self._thread.start()
-            item = self._queue.get()  # type: ignore[union-attr]
-            if isinstance(item, BaseException):
-                self.close()
-                raise item
+        item = self._draws.next(self.prefetch)
         self._prev = self._states
         xs, self._states = item
         if self.device.type != "cpu":
@@ -355,17 +326,8 @@ class PackBatches:
         self._prev = [self._prev[i] for i in index]
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:  # unblock a worker waiting on a full queue
-                    self._queue.get_nowait()  # type: ignore[union-attr]
-                except queue.Empty:
-                    pass
-                self._thread.join(timeout=0.05)
-            self._thread = None
-            self._queue = None
-            self._sync_sources()  # the worker drew ahead: back to the consumed position
+        """Stop the prefetch thread; the sources go back to the consumed position."""
+        self._draws.stop()
 
 
 # -- the vectorised model -------------------------------------------------------------------------
