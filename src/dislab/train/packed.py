@@ -64,7 +64,13 @@ from dislab.train import checkpoint as ckpt
 from dislab.train.batches import BatchSource, Prefetcher
 from dislab.train.config import TrainConfig
 from dislab.train.fast import compiler_available
-from dislab.train.loop import Trainer, _load_data
+from dislab.train.loop import (
+    Trainer,
+    _load_data,
+    add_to_window,
+    resolved_config,
+    scalar_logs,
+)
 from dislab.train.run_folder import CHECKPOINT, RunFolder, check_folder
 
 __all__ = ["PackOptions", "fit_pack", "pack_key", "pack_problem", "pack_trainer",
@@ -124,21 +130,11 @@ class PackOptions:
 
 
 # -- grouping --------------------------------------------------------------------------------
-def _config(config: TrainConfig | dict[str, Any]) -> TrainConfig:
-    """The config as ``fit`` uses it: validated, ``DISLAB_TINY`` applied, hparams resolved."""
-    from dislab import models, tiny
-
-    cfg = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
-    cfg = tiny.train_config(cfg)
-    cfg.hparams = models.get(cfg.model).resolve_hparams(dict(cfg.hparams))
-    return cfg
-
-
 def pack_problem(config: TrainConfig | dict[str, Any]) -> str | None:
     """Why the run ``config`` cannot train in a pack, or ``None`` if it can."""
     from dislab import models
 
-    cfg = _config(config)
+    cfg = resolved_config(config)
     cls = models.get(cfg.model)
     why = cls.pack_problem(cfg.hparams)
     if why:
@@ -162,7 +158,7 @@ def pack_key(config: TrainConfig | dict[str, Any]) -> tuple[Any, ...] | None:
 
     if pack_problem(config) is not None:
         return None
-    cfg = _config(config)
+    cfg = resolved_config(config)
     cls = models.get(cfg.model)
     d = cfg.to_dict()
     fixed_hp = {k: v for k, v in cfg.hparams.items() if k not in cls.packed_hparams}
@@ -266,8 +262,7 @@ def _with_loss(loss: torch.Tensor, logs: dict[str, Any]
     """The loss in fp32 and the logs as ``fit`` accumulates them: detached fp32 scalars
     (means of non-scalars), then ``loss``."""
     loss = loss.float()
-    out = {k: torch.as_tensor(v).detach().float() for k, v in logs.items()}
-    out = {k: v.mean() if v.dim() else v for k, v in out.items()}
+    out = scalar_logs(logs)
     out["loss"] = loss.detach()
     return loss, out
 
@@ -629,11 +624,7 @@ class _Pack:
         self.step += 1
         self.step_t.add_(1)
         with torch.no_grad():
-            for k, v in logs.items():
-                if k in self.window:
-                    self.window[k] += v
-                else:
-                    self.window[k] = v.clone()
+            add_to_window(self.window, logs)
             # a copy: a CUDA-graph step reuses its output memory at the next replay
             self.window_losses.append(logs["loss"].clone())
             self.window_count += 1
@@ -734,7 +725,7 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
     options = (options or PackOptions()).validate()
     if isinstance(configs, (dict, TrainConfig)) or not len(configs):
         raise DislabError("fit_pack needs a non-empty list of training configs.")
-    cfgs = [_config(c) for c in configs]
+    cfgs = [resolved_config(c) for c in configs]
     outs = [str(Path(c.out).resolve()) for c in cfgs]
     dup = sorted({o for o in outs if outs.count(o) > 1})
     if dup:
@@ -812,7 +803,7 @@ def pack_trainer(configs: Sequence[TrainConfig | dict[str, Any]], data: Any = No
     ``.train_step()`` updates every member once, ``.step`` counts the updates,
     ``.flush_window()`` gives each member's mean logs, ``.close()`` stops its batch thread.
     ``data`` optionally replaces the configs' data set with a GroundTruthData object."""
-    cfgs = [_config(c) for c in configs]
+    cfgs = [resolved_config(c) for c in configs]
     keys = {pack_key(c) for c in cfgs}
     if None in keys or len(keys) != 1:
         raise DislabError("pack_trainer needs configs that share one pack_key.")
