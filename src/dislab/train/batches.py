@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 from dislab.errors import DislabError
 from dislab.train.config import TrainConfig
 
-__all__ = ["BatchSource", "pair_batch_settings"]
+__all__ = ["BatchSource", "Prefetcher", "pair_batch_settings"]
 
 
 def pair_batch_settings(cls: Any, cfg: TrainConfig) -> tuple[int, dict[str, Any]]:
@@ -47,6 +47,69 @@ def pair_batch_settings(cls: Any, cfg: TrainConfig) -> tuple[int, dict[str, Any]
                               "pairs).")
         return cfg.batch_size // 2, options
     return cfg.batch_size, options
+
+
+class Prefetcher:
+    """The results of ``draw()`` in order, drawn ahead in a daemon thread named ``name``.
+
+    :meth:`next` returns the next result: drawn then (``ahead=False``) or taken from the
+    thread, which it starts when none runs and which keeps at most ``depth`` results ready
+    (``ahead=True``); an error of ``draw`` in the thread is raised there. :meth:`stop` ends the
+    thread and drops what it drew ahead, then calls ``rewind()``, which puts the caller's
+    generators back to the position after the last result it got.
+    """
+
+    def __init__(self, draw: Callable[[], Any], name: str, rewind: Callable[[], None],
+                 depth: int = 2) -> None:
+        self._draw, self._rewind = draw, rewind
+        self.name, self.depth = name, depth
+        self._queue: queue.Queue[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _worker(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self._draw()
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)  # type: ignore[union-attr]
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:  # handed to the consumer
+            if self._queue is not None:
+                self._queue.put(e)
+
+    def next(self, ahead: bool) -> Any:
+        """The next result of ``draw()`` (from the thread when ``ahead``)."""
+        if not ahead:
+            return self._draw()
+        if self._thread is None:
+            self._stop.clear()
+            self._queue = queue.Queue(maxsize=self.depth)
+            self._thread = threading.Thread(target=self._worker, daemon=True, name=self.name)
+            self._thread.start()
+        item = self._queue.get()  # type: ignore[union-attr]
+        if isinstance(item, BaseException):
+            self.stop()
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """End the thread, if one runs, and ``rewind()``."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # unblock a worker waiting on a full queue
+                self._queue.get_nowait()  # type: ignore[union-attr]
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
+        self._thread = None
+        self._queue = None
+        self._rewind()
 
 
 class BatchSource:
@@ -72,9 +135,7 @@ class BatchSource:
         self._state = self.rng.bit_generator.state
         self._prev_state = self._state
         self._gen: Iterator[torch.Tensor] | None = None
-        self._queue: queue.Queue[Any] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._draws = Prefetcher(self._draw, "dislab-batches", self._rewind_generator)
 
     def _stream(self) -> Iterator[torch.Tensor]:
         """The data's own batch iterator on this source's Generator."""
@@ -94,35 +155,8 @@ class BatchSource:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.rng.bit_generator.state
 
-    def _worker(self) -> None:
-        try:
-            while not self._stop.is_set():
-                item = self._draw()
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)  # type: ignore[union-attr]
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as e:  # handed to the consumer
-            if self._queue is not None:
-                self._queue.put(e)
-
     def __next__(self) -> torch.Tensor:
-        if not self.prefetch:
-            self._prev_state = self._state
-            x, self._state = self._draw()
-            return x
-        if self._thread is None:
-            self._stop.clear()
-            self._queue = queue.Queue(maxsize=2)
-            self._thread = threading.Thread(target=self._worker, daemon=True,
-                                            name="dislab-batches")
-            self._thread.start()
-        item = self._queue.get()  # type: ignore[union-attr]
-        if isinstance(item, BaseException):
-            self.close()
-            raise item
+        item = self._draws.next(self.prefetch)
         self._prev_state = self._state
         x, self._state = item
         return x
@@ -147,18 +181,11 @@ class BatchSource:
         self._state = state
         self._gen = None
 
+    def _rewind_generator(self) -> None:
+        """Back to the consumed position (the prefetch thread drew ahead)."""
+        self.rng.bit_generator.state = self._state
+        self._gen = None
+
     def close(self) -> None:
         """Stop the prefetch thread; the Generator goes back to the consumed position."""
-        if self._thread is not None:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:  # unblock a worker waiting on a full queue
-                    self._queue.get_nowait()  # type: ignore[union-attr]
-                except queue.Empty:
-                    pass
-                self._thread.join(timeout=0.05)
-            self._thread = None
-            self._queue = None
-            # The worker drew ahead; rewind the generator to the consumed position.
-            self.rng.bit_generator.state = self._state
-            self._gen = None
+        self._draws.stop()

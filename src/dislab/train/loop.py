@@ -65,6 +65,31 @@ def _create_model(cfg: TrainConfig, observation_shape: tuple[int, ...],
                          **cfg.hparams)
 
 
+def resolved_config(config: TrainConfig | dict[str, Any]) -> TrainConfig:
+    """A copy of ``config`` as training uses it: validated, ``DISLAB_TINY`` applied
+    (:func:`dislab.tiny.train_config`), the method's hyper-parameters resolved to full values."""
+    cfg = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
+    cfg = tiny.train_config(cfg)  # DISLAB_TINY: toy sizes for testing the docs' commands
+    cfg.hparams = models.get(cfg.model).resolve_hparams(dict(cfg.hparams))
+    return cfg
+
+
+def scalar_logs(logs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A training step's logs as the window sums them: detached fp32 0-d tensors (the mean
+    of a non-scalar log)."""
+    out = {k: torch.as_tensor(v).detach().float() for k, v in logs.items()}
+    return {k: v.mean() if v.dim() else v for k, v in out.items()}
+
+
+def add_to_window(window: dict[str, torch.Tensor], logs: dict[str, torch.Tensor]) -> None:
+    """Add ``logs`` to the running sums in ``window`` (a new key starts at its value)."""
+    for k, v in logs.items():
+        if k in window:
+            window[k] += v
+        else:
+            window[k] = v.clone()
+
+
 def _load_data(config: TrainConfig) -> Any:
     import dislab.data as dd
 
@@ -160,14 +185,7 @@ class Trainer:
             raise
         self.step += 1
         with torch.no_grad():
-            for k, v in logs.items():
-                v = torch.as_tensor(v).detach().float()
-                if v.dim():
-                    v = v.mean()
-                if k in self.window:
-                    self.window[k] += v
-                else:
-                    self.window[k] = v.clone()
+            add_to_window(self.window, scalar_logs(logs))
             self.window_losses.append(torch.as_tensor(logs["loss"]).detach().reshape(()))
             self.window_count += 1
         return logs
@@ -267,9 +285,7 @@ def fit(config: TrainConfig | dict[str, Any], progress: bool = True, resume: boo
     ``status.json`` says ``"failed"``.
     """
     # set up: the config, the run folder, the trainer (resumed from its checkpoint)
-    cfg = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
-    cfg = tiny.train_config(cfg)  # DISLAB_TINY: toy sizes for testing the docs' commands
-    cfg.hparams = models.get(cfg.model).resolve_hparams(dict(cfg.hparams))
+    cfg = resolved_config(config)
     if data is not None and cfg.data == "dsprites" and getattr(data, "name", None):
         cfg.data = str(data.name)
     run_dir = Path(cfg.out)
@@ -336,13 +352,7 @@ def _train(trainer: Trainer, run: RunFolder, progress: bool) -> None:
             run.save_checkpoint(*trainer.state(), trainer.step)
         run.finish(trainer.model, trainer.data, trainer.step, trainer.train_seconds)
     except NonFiniteLoss as e:
-        kept = (f"the last good checkpoint (step {run.last_good}) is kept in {run.checkpoint}"
-                if run.last_good is not None else "no checkpoint had been written yet")
-        msg = (f"Training stopped: the loss became {e.value} at step {e.step} "
-               f"({cfg.model}, lr={cfg.lr:g}); {kept}. Try a smaller learning rate (e.g. "
-               f"--lr {cfg.lr / 10:g}) or milder hyper-parameters, check the data for NaN, "
-               "then continue with --resume (a changed --lr is allowed) or start again.")
-        run.failed(e.step, msg, trainer.train_seconds, final_logs=run.last_logs or None)
+        msg = run.loss_not_finite(e.step, e.value, trainer.train_seconds)
         raise DislabError(msg) from None
     except KeyboardInterrupt:
         try:

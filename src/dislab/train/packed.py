@@ -25,9 +25,11 @@ each member the run it would be alone:
 * **NaN**: losses are checked at log, checkpoint and image steps, as ``fit`` does; a member
   whose loss became NaN/inf gets the status ``fit`` would give it (``failed``, same message,
   its last good checkpoint kept) and leaves the pack; the others go on unchanged.
-* **Run folders**: every member writes its own folder in ``fit``'s format (``config.json``,
-  ``status.json``, ``history.jsonl``, ``checkpoint/``, ``model.safetensors``, ``images/``,
-  ``tb/``): ``load_run``, ``dislab evaluate`` and a resumed ``fit`` read it as a single run's.
+* **Run folders**: every member's folder is checked and written by the code that writes
+  ``fit``'s (:func:`~dislab.train.run_folder.check_folder`, a
+  :class:`~dislab.train.run_folder.RunFolder` per member: ``config.json``, ``status.json``,
+  ``history.jsonl``, ``checkpoint/``, ``model.safetensors``, ``images/``, ``tb/``):
+  ``load_run``, ``dislab evaluate`` and a resumed ``fit`` read it as a single run's.
   A pack resumes from its members' checkpoints, exactly.
 
 How the members' passes run (:class:`PackOptions`): ``execution="vmap"`` (CUDA's default)
@@ -43,18 +45,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
-import queue
 import shutil
-import socket
-import threading
 import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -62,29 +59,19 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from dislab.errors import DislabError
-from dislab.io import write_json
 from dislab.models import noise
-from dislab.status import HEARTBEAT_SECONDS, pid_alive, process_info, read_status
 from dislab.train import checkpoint as ckpt
-from dislab.train.config import RESUMABLE_CHANGES, TrainConfig
+from dislab.train.batches import BatchSource, Prefetcher
+from dislab.train.config import TrainConfig
 from dislab.train.fast import compiler_available
-from dislab.train.loop import BatchSource, Trainer, _load_data
-from dislab.train.run_folder import CHECKPOINT, RunFolder, model_meta, truncate_history
-from dislab.train.run_folder import _tensorboard as _tensorboard
-
-
-def _model_meta(tr: Trainer) -> dict[str, Any]:
-    return model_meta(tr.config, tr.data, tr.step)
-
-
-def _truncate_history(path: Path, step: int) -> None:
-    truncate_history(path, step)
-
-
-def _write_images(tr: Trainer, run_dir: Path, writer: Any, final: bool) -> None:
-    folder = SimpleNamespace(cfg=tr.config, dir=Path(run_dir), writer=writer)
-    RunFolder.write_images(folder, tr.model, tr.data, tr.step, final=final)  # type: ignore[arg-type]
-
+from dislab.train.loop import (
+    Trainer,
+    _load_data,
+    add_to_window,
+    resolved_config,
+    scalar_logs,
+)
+from dislab.train.run_folder import CHECKPOINT, RunFolder, check_folder
 
 __all__ = ["PackOptions", "fit_pack", "pack_key", "pack_problem", "pack_trainer",
            "FREE_FIELDS"]
@@ -143,21 +130,11 @@ class PackOptions:
 
 
 # -- grouping --------------------------------------------------------------------------------
-def _config(config: TrainConfig | dict[str, Any]) -> TrainConfig:
-    """The config as ``fit`` uses it: validated, ``DISLAB_TINY`` applied, hparams resolved."""
-    from dislab import models, tiny
-
-    cfg = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
-    cfg = tiny.train_config(cfg)
-    cfg.hparams = models.get(cfg.model).resolve_hparams(dict(cfg.hparams))
-    return cfg
-
-
 def pack_problem(config: TrainConfig | dict[str, Any]) -> str | None:
     """Why the run ``config`` cannot train in a pack, or ``None`` if it can."""
     from dislab import models
 
-    cfg = _config(config)
+    cfg = resolved_config(config)
     cls = models.get(cfg.model)
     why = cls.pack_problem(cfg.hparams)
     if why:
@@ -181,7 +158,7 @@ def pack_key(config: TrainConfig | dict[str, Any]) -> tuple[Any, ...] | None:
 
     if pack_problem(config) is not None:
         return None
-    cfg = _config(config)
+    cfg = resolved_config(config)
     cls = models.get(cfg.model)
     d = cfg.to_dict()
     fixed_hp = {k: v for k, v in cfg.hparams.items() if k not in cls.packed_hparams}
@@ -190,87 +167,24 @@ def pack_key(config: TrainConfig | dict[str, Any]) -> tuple[Any, ...] | None:
     return ("dislab-pack",) + tuple(items)
 
 
-# -- the run folder (as fit) -------------------------------------------------------------------
-def _check_folder(cfg: TrainConfig, resume: bool) -> bool:
-    """``fit``'s checks of the run folder; returns whether a checkpoint is resumed."""
-    run_dir = Path(cfg.out)
-    saved_cfg_path = run_dir / "config.json"
-    if not saved_cfg_path.exists():
-        if resume:
-            raise DislabError(
-                f"Nothing to resume in {str(run_dir.resolve())!r}: it holds no run (no "
-                "config.json). Check the config's 'out', or leave out resume to start a new "
-                "run there.")
-        return False
-    status = read_status(run_dir)
-    pid = status.get("pid")
-    if (status.get("status") == "running" and status.get("host") == socket.gethostname()
-            and isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)):
-        raise DislabError(
-            f"The run in {str(run_dir)!r} is being trained by another process (pid {pid} on "
-            f"{status.get('host')}, step {status.get('step', '?')}); wait for it or stop it, "
-            "then resume.")
-    kept = (run_dir / CHECKPOINT).exists() or (run_dir / "model.safetensors").exists()
-    if kept and not resume:
-        raise DislabError(
-            f"The folder {str(run_dir)!r} already holds a run (status: "
-            f"{status.get('status', 'unknown')}, step {status.get('step', '?')}). Pass "
-            "resume=True to continue it, or choose another 'out'.")
-    saved = TrainConfig.from_json(saved_cfg_path)
-    diff = [k for k in saved.differences(cfg) if k not in RESUMABLE_CHANGES]
-    if diff and kept:
-        was = ", ".join(f"{k}={saved.to_dict()[k]!r}" for k in diff)
-        raise DislabError(
-            f"Cannot resume {str(run_dir)!r}: the config differs from the saved one in "
-            f"{', '.join(diff)} (saved: {was}). Use the saved config or another 'out'.")
-    return (run_dir / CHECKPOINT).exists()
-
-
-def _nan_message(cfg: TrainConfig, step: int, value: float, last_good: int | None,
-                 ckpt_path: Path) -> str:
-    """The message ``fit`` gives when the loss becomes NaN/inf (same words)."""
-    kept = (f"the last good checkpoint (step {last_good}) is kept in {ckpt_path}"
-            if last_good is not None else "no checkpoint had been written yet")
-    return (f"Training stopped: the loss became {value} at step {step} "
-            f"({cfg.model}, lr={cfg.lr:g}); {kept}. Try a smaller learning rate (e.g. "
-            f"--lr {cfg.lr / 10:g}) or milder hyper-parameters, check the data for NaN, "
-            "then continue with --resume (a changed --lr is allowed) or start again.")
-
-
+# -- a member -------------------------------------------------------------------------------
 @dataclass
 class _Member:
-    """One run of a pack: its config, folder, template trainer and generators."""
+    """One run of a pack: its config, template trainer, generators and (in ``fit_pack``) its
+    run folder, written by the same :class:`~dislab.train.run_folder.RunFolder` as ``fit``'s."""
 
     cfg: TrainConfig
     trainer: Trainer
     cpu_gen: torch.Generator  # the lone run's global CPU generator
     gen: torch.Generator  # where its step noise comes from (cpu_gen, or a CUDA generator)
-    run_dir: Path = field(init=False)
-    status: dict[str, Any] = field(default_factory=dict)
-    history: Any = None
-    writer: Any = None
-    last_good: int | None = None
-    last_logs: dict[str, float] = field(default_factory=dict)
-    last_beat: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.run_dir = Path(self.cfg.out)
+    run: RunFolder | None = None
 
     @property
-    def ckpt_path(self) -> Path:
-        return self.run_dir / CHECKPOINT
-
-    def write_status(self, **changes: Any) -> None:
-        self.status.update(changes)
-        write_json(self.run_dir / "status.json", self.status, indent=2, default=str)
-
-    def close(self) -> None:
-        if self.history is not None:
-            self.history.close()
-            self.history = None
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+    def folder(self) -> RunFolder:
+        """The member's run folder (opened by ``fit_pack``; ``pack_trainer`` has none)."""
+        if self.run is None:
+            raise RuntimeError(f"the pack member {self.cfg.out!r} has no run folder open")
+        return self.run
 
 
 # -- batches -------------------------------------------------------------------------------------
@@ -292,42 +206,14 @@ class PackBatches:
         self.prefetch, self.device = prefetch, device
         self._states = [s.state() for s in sources]
         self._prev = list(self._states)
-        self._queue: queue.Queue[Any] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._draws = Prefetcher(self._draw, "dislab-pack-batches", self._sync_sources)
 
     def _draw(self) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         xs = torch.stack([next(s) for s in self.sources], dim=1)
         return xs, [s.state() for s in self.sources]
 
-    def _worker(self) -> None:
-        try:
-            while not self._stop.is_set():
-                item = self._draw()
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)  # type: ignore[union-attr]
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as e:  # handed to the consumer
-            if self._queue is not None:
-                self._queue.put(e)
-
     def __next__(self) -> torch.Tensor:
-        if not self.prefetch:
-            item: Any = self._draw()
-        else:
-            if self._thread is None:
-                self._stop.clear()
-                self._queue = queue.Queue(maxsize=2)
-                self._thread = threading.Thread(target=self._worker, daemon=True,
-                                                name="dislab-pack-batches")
-                self._thread.start()
-            item = self._queue.get()  # type: ignore[union-attr]
-            if isinstance(item, BaseException):
-                self.close()
-                raise item
+        item = self._draws.next(self.prefetch)
         self._prev = self._states
         xs, self._states = item
         if self.device.type != "cpu":
@@ -355,17 +241,8 @@ class PackBatches:
         self._prev = [self._prev[i] for i in index]
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:  # unblock a worker waiting on a full queue
-                    self._queue.get_nowait()  # type: ignore[union-attr]
-                except queue.Empty:
-                    pass
-                self._thread.join(timeout=0.05)
-            self._thread = None
-            self._queue = None
-            self._sync_sources()  # the worker drew ahead: back to the consumed position
+        """Stop the prefetch thread; the sources go back to the consumed position."""
+        self._draws.stop()
 
 
 # -- the vectorised model -------------------------------------------------------------------------
@@ -385,8 +262,7 @@ def _with_loss(loss: torch.Tensor, logs: dict[str, Any]
     """The loss in fp32 and the logs as ``fit`` accumulates them: detached fp32 scalars
     (means of non-scalars), then ``loss``."""
     loss = loss.float()
-    out = {k: torch.as_tensor(v).detach().float() for k, v in logs.items()}
-    out = {k: v.mean() if v.dim() else v for k, v in out.items()}
+    out = scalar_logs(logs)
     out["loss"] = loss.detach()
     return loss, out
 
@@ -594,8 +470,7 @@ class _Pack:
         if m.gen is not m.cpu_gen:
             tensors["rng/cuda"] = m.gen.get_state()
         meta["data_rng"] = self.batches.states()[i]
-        ckpt.save_tensors(m.ckpt_path, tensors, meta)
-        m.last_good = self.step
+        m.folder.save_checkpoint(tensors, meta, self.step)
 
     def keep(self, index: list[int]) -> None:
         """Continue with the members at ``index`` only."""
@@ -749,11 +624,7 @@ class _Pack:
         self.step += 1
         self.step_t.add_(1)
         with torch.no_grad():
-            for k, v in logs.items():
-                if k in self.window:
-                    self.window[k] += v
-                else:
-                    self.window[k] = v.clone()
+            add_to_window(self.window, logs)
             # a copy: a CUDA-graph step reuses its output memory at the next replay
             self.window_losses.append(logs["loss"].clone())
             self.window_count += 1
@@ -854,7 +725,7 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
     options = (options or PackOptions()).validate()
     if isinstance(configs, (dict, TrainConfig)) or not len(configs):
         raise DislabError("fit_pack needs a non-empty list of training configs.")
-    cfgs = [_config(c) for c in configs]
+    cfgs = [resolved_config(c) for c in configs]
     outs = [str(Path(c.out).resolve()) for c in cfgs]
     dup = sorted({o for o in outs if outs.count(o) > 1})
     if dup:
@@ -878,9 +749,9 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
                 f"{', '.join(diff)} ({', '.join(f'{a[k]} vs {b[k]}' for k in diff)}); only "
                 f"{', '.join(FREE_FIELDS[:-2])} and the method's packed hyper-parameters may "
                 "differ. Group runs by dislab.train.packed.pack_key.")
-    resuming = [_check_folder(c, resume) for c in cfgs]
+    resuming = [check_folder(Path(c.out), c, resume) for c in cfgs]
 
-    statuses: list[dict[str, Any] | None] = [None] * len(cfgs)
+    statuses: list[dict[str, Any]] = []
     prev_threads = torch.get_num_threads()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     members: list[_Member] = []
@@ -906,24 +777,24 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
         torch.backends.cudnn.allow_tf32 = True
     try:
         for m, res in zip(members, resuming):
-            _open_folder(m, res)
+            m.run = RunFolder(m.cfg, m.trainer.step, m.trainer.train_seconds, res)
         order: dict[int, list[int]] = {}
         for i, m in enumerate(members):
             order.setdefault(m.trainer.step, []).append(i)
         for step in sorted(order):
             idx = order[step]
             _train(_Pack([members[i] for i in idx], options), progress)
-        for i, m in enumerate(members):
-            statuses[i] = dict(m.status)
+        statuses = [dict(m.folder.status) for m in members]
     finally:
         for m in members:
-            m.close()
+            if m.run is not None:
+                m.run.close()
         for m in reversed(members):
             m.trainer.close()
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         if cfgs[0].threads is not None:
             torch.set_num_threads(prev_threads)
-    return [s for s in statuses if s is not None]
+    return statuses
 
 
 def pack_trainer(configs: Sequence[TrainConfig | dict[str, Any]], data: Any = None,
@@ -932,7 +803,7 @@ def pack_trainer(configs: Sequence[TrainConfig | dict[str, Any]], data: Any = No
     ``.train_step()`` updates every member once, ``.step`` counts the updates,
     ``.flush_window()`` gives each member's mean logs, ``.close()`` stops its batch thread.
     ``data`` optionally replaces the configs' data set with a GroundTruthData object."""
-    cfgs = [_config(c) for c in configs]
+    cfgs = [resolved_config(c) for c in configs]
     keys = {pack_key(c) for c in cfgs}
     if None in keys or len(keys) != 1:
         raise DislabError("pack_trainer needs configs that share one pack_key.")
@@ -955,39 +826,19 @@ def _build_member(cfg: TrainConfig, data: Any, resuming: bool) -> _Member:
     if trainer.device.type == "cuda":
         gen = torch.Generator(device=trainer.device)
         gen.manual_seed(cfg.seed)
-    m = _Member(cfg, trainer, cpu_gen, gen)
     if resuming:
-        tensors, meta = ckpt.load_tensors(m.ckpt_path, "checkpoint")
-        trainer.load_state(tensors, meta, str(m.ckpt_path))
+        path = Path(cfg.out) / CHECKPOINT
+        tensors, meta = ckpt.load_tensors(path, "checkpoint")
+        trainer.load_state(tensors, meta, str(path))
         cpu_gen.set_state(tensors["rng/torch"])
         if gen is not cpu_gen and "rng/cuda" in tensors:
             gen.set_state(tensors["rng/cuda"])
-        m.last_good = trainer.step
-    return m
-
-
-def _open_folder(m: _Member, resuming: bool) -> None:
-    """config.json, history, TensorBoard and a "running" status, as ``fit`` writes them."""
-    run_dir, cfg, tr = m.run_dir, m.cfg, m.trainer
-    if resuming:
-        _truncate_history(run_dir / "history.jsonl", tr.step)
-    elif (run_dir / "history.jsonl").exists():
-        (run_dir / "history.jsonl").unlink()
-    cfg.save(run_dir / "config.json")
-    if cfg.tensorboard and "tensorboard" in cfg.loggers:
-        from dislab.train import tracking
-
-        m.writer = tracking.with_tensorboard(
-            None, _tensorboard(run_dir, tr.step + 1 if resuming else None))
-    m.status = {"status": "running", "step": tr.step, "error": None,
-                "train_seconds": tr.train_seconds, "final_logs": None, **process_info()}
-    m.write_status()
-    m.last_beat = time.monotonic()
-    m.history = open(run_dir / "history.jsonl", "a")  # noqa: SIM115
+    return _Member(cfg, trainer, cpu_gen, gen)
 
 
 def _train(pack: _Pack, progress: bool) -> None:
-    """The loop of ``fit`` over a pack: log, checkpoint, image and heartbeat steps."""
+    """The loop of ``fit`` over a pack: log, checkpoint, image and heartbeat steps, each
+    member's folder written by its :class:`~dislab.train.run_folder.RunFolder`."""
     from tqdm.auto import tqdm
 
     cfg = pack.cfg0
@@ -998,11 +849,8 @@ def _train(pack: _Pack, progress: bool) -> None:
             return
         for i, (step, value) in bad.items():
             m = pack.members[i]
-            msg = _nan_message(m.cfg, step, value, m.last_good, m.ckpt_path)
-            m.write_status(status="failed", step=step, error=msg,
-                           train_seconds=m.trainer.train_seconds,
-                           final_logs=m.last_logs or None)
-            m.close()
+            m.folder.loss_not_finite(step, value, m.trainer.train_seconds)
+            m.folder.close()
         pack.keep([i for i in range(len(pack.members)) if i not in bad])
 
     bar = tqdm(total=cfg.steps, initial=pack.step, disable=not progress, unit="step",
@@ -1021,14 +869,7 @@ def _train(pack: _Pack, progress: bool) -> None:
                 speed = n * pack.images_per_batch / max(elapsed, 1e-9)
                 for m, lg in zip(pack.members, logs):
                     m.trainer.train_seconds += elapsed
-                    m.last_logs = lg
-                    m.history.write(json.dumps({"step": step, **lg,
-                                                "images_per_s": round(speed, 2)}) + "\n")
-                    m.history.flush()
-                    if m.writer is not None:
-                        for k, v in lg.items():
-                            m.writer.add_scalar(f"train/{k}", v, step)
-                        m.writer.add_scalar("speed/images_per_s", speed, step)
+                    m.folder.log(step, lg, speed)
                 if logs:
                     bar.set_postfix(loss=f"{np.mean([lg['loss'] for lg in logs]):.4g}",
                                     img_s=f"{speed * len(logs):.0f}", refresh=False)
@@ -1044,40 +885,28 @@ def _train(pack: _Pack, progress: bool) -> None:
                 fail_bad()
                 for i, m in enumerate(pack.members):
                     pack._write_template(i)
-                    _write_images(m.trainer, m.run_dir, m.writer, final=False)
+                    m.folder.write_images(m.trainer.model, m.trainer.data, step)
                 t_window += time.perf_counter() - t0
-            now = time.monotonic()
             for m in pack.members:
-                if now - m.last_beat > HEARTBEAT_SECONDS:
-                    m.last_beat = now
-                    m.write_status(step=step, heartbeat=time.time())
+                m.folder.heartbeat(step)
         fail_bad()
         for i, m in enumerate(pack.members):
-            if m.last_good != pack.step:
+            if m.folder.last_good != pack.step:
                 pack.checkpoint(i)
             else:
                 pack._write_template(i)
             tr = m.trainer
-            ckpt.save_weights(m.run_dir / "model.safetensors", tr.model, _model_meta(tr))
-            _write_images(tr, m.run_dir, m.writer, final=True)
-            m.write_status(status="done", step=pack.step, train_seconds=tr.train_seconds,
-                           final_logs=m.last_logs or read_status(m.run_dir).get("final_logs"),
-                           heartbeat=time.time())
-            if m.writer is not None:
-                m.writer.log_final(m.status["final_logs"])
+            m.folder.finish(tr.model, tr.data, pack.step, tr.train_seconds)
     except KeyboardInterrupt:
-        msg = f"interrupted at step {pack.step}; continue with --resume"
         bad = pack.bad_members()
         for i, m in enumerate(pack.members):
             if i not in bad:
                 pack.checkpoint(i)
-            m.write_status(status="interrupted", step=pack.step, error=msg,
-                           train_seconds=m.trainer.train_seconds, heartbeat=time.time())
+            m.folder.interrupted(pack.step, m.trainer.train_seconds)
         raise
     except BaseException as e:
         for m in pack.members:
-            m.write_status(status="failed", step=pack.step, error=f"{type(e).__name__}: {e}",
-                           train_seconds=m.trainer.train_seconds)
+            m.folder.failed(pack.step, f"{type(e).__name__}: {e}", m.trainer.train_seconds)
         raise
     finally:
         bar.close()

@@ -120,7 +120,8 @@ class RunFolder:
     trackers (an unreachable one fails here, before ``config.json`` is written), writes
     ``config.json`` and a ``"running"`` ``status.json``. Then :meth:`log`, :meth:`heartbeat`,
     :meth:`save_checkpoint`, :meth:`write_images`; at the end :meth:`finish` or one of
-    :meth:`failed` / :meth:`interrupted`, and always :meth:`close`.
+    :meth:`failed` / :meth:`loss_not_finite` / :meth:`interrupted`, and always :meth:`close`
+    (which may be called again).
     """
 
     def __init__(self, cfg: TrainConfig, step: int, train_seconds: float,
@@ -215,6 +216,19 @@ class RunFolder:
         """Status ``"failed"`` at ``step`` with the ``error`` message."""
         self._write_status(status="failed", step=step, error=error,
                            train_seconds=train_seconds, **fields)
+
+    def loss_not_finite(self, step: int, value: float, train_seconds: float) -> str:
+        """Status ``"failed"`` because the loss became ``value`` (NaN/inf) at ``step``; returns
+        the message (what went wrong, the last good checkpoint kept, what to try)."""
+        kept = (f"the last good checkpoint (step {self.last_good}) is kept in {self.checkpoint}"
+                if self.last_good is not None else "no checkpoint had been written yet")
+        cfg = self.cfg
+        msg = (f"Training stopped: the loss became {value} at step {step} "
+               f"({cfg.model}, lr={cfg.lr:g}); {kept}. Try a smaller learning rate (e.g. "
+               f"--lr {cfg.lr / 10:g}) or milder hyper-parameters, check the data for NaN, "
+               "then continue with --resume (a changed --lr is allowed) or start again.")
+        self.failed(step, msg, train_seconds, final_logs=self.last_logs or None)
+        return msg
 
     def interrupted(self, step: int, train_seconds: float) -> None:
         """Status ``"interrupted"`` (Ctrl-C) at ``step``."""
