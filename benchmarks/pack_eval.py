@@ -81,7 +81,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--k", default="1,4", help="comma-separated pack sizes")
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--full-grid", action="store_true",
                     help="the full dSprites grid (default on CUDA; on CPU a 15 360-image "
                          "sub-grid)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     ks = [int(k) for k in args.k.split(",")]
     metrics = None if args.metrics == "default" else args.metrics
     names = resolve_metrics(metrics)

@@ -20,6 +20,9 @@ per-round ratios are printed. Per K:
 
     python benchmarks/pack_throughput.py --device cpu --k 1,4,8 --steps 10
     python benchmarks/pack_throughput.py --device cuda --k 1,8,32,64,128 --steps 50
+
+``--eval-k 1,16`` adds the second part, evaluation per model of a pack against runs scored
+one by one (``benchmarks/pack_eval.py``).
 """
 
 from __future__ import annotations
@@ -135,16 +138,27 @@ class Loop:
             p.join()
 
 
-# -- evaluation timing (issue 17, item 6, second part) -------------------------------------------
-#: ``time_evaluation(args) -> dict`` of the evaluation helper (models scored per minute for a
-#: pack); the lead wires it here. ``None``: the evaluation part is skipped.
-TIME_EVALUATION: Any = None
+# -- evaluation timing (the second part): benchmarks/pack_eval.py -----------------------------
+def time_evaluation(device: str, ks: str) -> None:
+    """Evaluation per model of a pack against scoring the runs one by one
+    (``benchmarks/pack_eval.py``, run here with the same device and pack sizes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "pack_eval", os.path.join(os.path.dirname(os.path.abspath(__file__)), "pack_eval.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--device", device, "--k", ks])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--k", default="1,8,32,64,128", help="pack sizes, comma-separated")
+    ap.add_argument("--eval-k", default="",
+                    help="also time evaluation per model for these pack sizes (e.g. 1,4; "
+                         "benchmarks/pack_eval.py)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds (median)")
@@ -206,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                     else f"{'-':>13}")
         print(f"{k:4d} {rate:11.1f} {rate / k:10.1f} {med(ratios[f'{k}/single']):14.2f} "
               f"{vs_procs} {med(ratios[f'{k}/bare']):8.2f}")
-    if TIME_EVALUATION is not None:
-        print(TIME_EVALUATION(args))
+    if args.eval_k:
+        print("\n-- evaluation per model (benchmarks/pack_eval.py) --")
+        time_evaluation(args.device, args.eval_k)
     return 0
 
 
