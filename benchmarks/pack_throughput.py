@@ -111,7 +111,7 @@ class Loop:
                  threads: int | None = None, copies: int = 1) -> None:
         ctx = mp.get_context("spawn")
         options = {"precision": args.precision, "compile": args.compile,
-                   "execution": args.execution}
+                   "execution": args.execution, "workers": args.workers}
         self.pipes, self.procs = [], []
         for _ in range(copies):
             parent, child = ctx.Pipe()
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="how the pack runs (PackOptions.execution)")
     ap.add_argument("--compile", default="auto", type=lambda s: {"on": True, "off": False}
                     .get(s, s), help="on, off or auto (CUDA graphs on CUDA)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="members run at once in threads of one core each (PackOptions.workers; "
+                         "default: the pack's default)")
     args = ap.parse_args(argv)
     ks = [int(x) for x in args.k.split(",") if x]
     if args.device == "cuda" and not torch.cuda.is_available():

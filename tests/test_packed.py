@@ -157,6 +157,7 @@ def test_vectorised_adam_equals_torch_adam() -> None:
     for update in ("_adam_fused", "_adam_vectorised"):
         pack = object.__new__(packed._Pack)
         pack.members = [None, None]
+        pack._pool = None  # members in turn
         pack.params = {"w": torch.stack(w)}
         pack.exp_avg = {"w": torch.zeros(2, 4, 3)}
         pack.exp_avg_sq = {"w": torch.zeros(2, 4, 3)}

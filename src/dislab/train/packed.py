@@ -101,15 +101,16 @@ class PackOptions:
             vmap on CUDA, members on the CPU, where vmap's grouped convolutions were measured
             slower than separate convolutions (docs/training.md, "Packed training").
         workers: with ``execution="members"``, how many members run at once, each in its own
-            thread with one-thread kernels (``None``: ``torch.get_num_threads()``); 1 (the
-            default) runs them in turn, each with all the process's threads.
+            thread with one-thread kernels (``None``, the default: ``torch.get_num_threads()``,
+            one member per core, as separate one-thread processes would run); 1 runs them in
+            turn, each with all the process's threads.
     """
 
     precision: str = "fp32"
     compile: bool | str = "auto"
     tf32: bool = True
     execution: str = "auto"
-    workers: int | None = 1
+    workers: int | None = None
 
     def validate(self) -> PackOptions:
         if self.precision not in ("fp32", "bf16"):
@@ -561,16 +562,7 @@ class _Pack:
             losses[i], logs[i] = loss.detach(), lg
 
         calls = [_Call(b) for b in self._bases]
-        if self._pool is None:
-            for i in range(k):
-                one(i, calls[0])
-        else:
-            def chunk(w: int) -> None:
-                for i in range(w, k, self.workers):
-                    one(i, calls[w])
-
-            for f in [self._pool.submit(chunk, w) for w in range(self.workers)]:
-                f.result()
+        self._each_member(lambda i: one(i, calls[i % self.workers]))
         for n in params:
             if not reached[n]:
                 grads[n] = None
@@ -639,17 +631,40 @@ class _Pack:
             self._adam_vectorised(grads)
 
     def _adam_fused(self, grads: dict[str, torch.Tensor | None]) -> None:
-        """PyTorch's fused Adam kernel (what ``fit`` uses on the CPU), once per member."""
+        """PyTorch's fused Adam kernel (what ``fit`` uses on the CPU), once per member (in the
+        member threads when ``workers`` > 1: the members' updates are independent)."""
+        plan = []
         for g in self.groups:
             names = [n for n in g.names if n in self.params and grads.get(n) is not None]
             for n in names:  # as torch.optim.Adam: no gradient, no update, no step count
                 self.count[n] += 1
-            for i in range(len(self.members)):
+            plan.append((g, names))
+
+        def update(i: int) -> None:
+            for g, names in plan:
                 torch._fused_adam_(
                     [self.params[n][i] for n in names], [grads[n][i] for n in names],
                     [self.exp_avg[n][i] for n in names], [self.exp_avg_sq[n][i] for n in names],
                     [], [self.count[n][i] for n in names], lr=float(g.lr[i]), beta1=g.beta1,
                     beta2=g.beta2, weight_decay=0.0, eps=g.eps, amsgrad=False, maximize=False)
+
+        self._each_member(update)
+
+    def _each_member(self, fn: Any) -> None:
+        """``fn(i)`` for every member: in turn, or shared by the ``workers`` member threads
+        (thread ``w`` takes members ``w, w + workers, ...``)."""
+        k = len(self.members)
+        if self._pool is None:
+            for i in range(k):
+                fn(i)
+            return
+
+        def chunk(w: int) -> None:
+            for i in range(w, k, self.workers):
+                fn(i)
+
+        for f in [self._pool.submit(chunk, w) for w in range(self.workers)]:
+            f.result()
 
     def _adam_vectorised(self, grads: dict[str, torch.Tensor | None]) -> None:
         """Adam over the stacked tensors, the fused kernel's formula (bias corrections in
