@@ -249,7 +249,16 @@ class Trainer:
                                       f"{name!r}; it belongs to a different model.")
                 ckpt.optimizer_from_tensors(name, opt, tensors, meta["optimizers"][name])
             ckpt.set_random_state(tensors, meta, self.device)
-            self.batches.set_state(meta["data_rng"])
+            rng = meta["data_rng"]
+            if isinstance(rng, dict) and rng.get("kind") == "device":
+                raise DislabError(
+                    f"The checkpoint {source!r} is a packed run's whose batches are drawn on "
+                    "the device (dislab.train.packed, PackOptions(data='device'), CUDA's "
+                    "default); fit draws them on the host and cannot continue it exactly. "
+                    "Resume it in a pack (dislab.train.packed.fit_pack([config], "
+                    "resume=True), or `dislab study run --pack`), or delete its checkpoint "
+                    "folder to train it again.")
+            self.batches.set_state(rng)
             self.step = int(meta["step"])
             self.train_seconds = float(meta.get("train_seconds", 0.0))
             self.window = {k[len("extra/window/"):]: v.to(self.device)

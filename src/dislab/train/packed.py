@@ -7,9 +7,14 @@ runs the method's ``loss`` once for all of them with ``torch.func.vmap`` over
 ``functional_call`` (the model-ensembling recipe of the ``torch.func`` tutorials). What makes
 each member the run it would be alone:
 
-* **Batches**: each member draws from its own :class:`~dislab.train.loop.BatchSource`, seeded
-  by its config, so it sees exactly the batches ``fit`` would draw; the K batches are stacked
-  ``(K, B, *obs)`` (in a background thread when ``prefetch`` is on).
+* **Batches** (:attr:`PackOptions.data`): on the host path each member draws from its own
+  :class:`~dislab.train.loop.BatchSource`, seeded by its config, so it sees exactly the
+  batches ``fit`` would draw; the K batches are stacked ``(B, K, *obs)`` (in a background
+  thread when ``prefetch`` is on) and copied to the device. On the device path (CUDA's
+  default) the data set's grid lives on the device (:class:`~dislab.data.device.DeviceGrid`)
+  and each step's ``(K, B)`` indices are drawn there from each member's seed and the step
+  number (:class:`~dislab.data.device.DeviceBatches`) and gathered there: the same
+  distribution as the host draws, but another stream of batches than ``fit``'s.
 * **Step noise**: the reparameterisation noise and the other draws inside ``loss`` go through
   :mod:`dislab.models.noise`; each member's draws come from its own generator, in the state
   the global generator of the lone run would be in (seeded, then advanced by the model's
@@ -58,7 +63,8 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from dislab.errors import DislabError
+from dislab.data.device import DeviceBatches, DeviceGrid
+from dislab.errors import DataError, DislabError
 from dislab.models import noise
 from dislab.train import checkpoint as ckpt
 from dislab.train.batches import BatchSource, Prefetcher
@@ -73,8 +79,8 @@ from dislab.train.loop import (
 )
 from dislab.train.run_folder import CHECKPOINT, RunFolder, check_folder
 
-__all__ = ["PackOptions", "fit_pack", "pack_key", "pack_problem", "pack_trainer",
-           "FREE_FIELDS"]
+__all__ = ["PackOptions", "PackBatches", "PackDeviceBatches", "fit_pack", "pack_key",
+           "pack_problem", "pack_trainer", "FREE_FIELDS"]
 
 #: Config fields that may differ inside a pack (besides the method's ``packed_hparams``).
 FREE_FIELDS = ("seed", "out", "lr", "hparams", "tracking")
@@ -104,6 +110,19 @@ class PackOptions:
             thread with one-thread kernels (``None``, the default: ``torch.get_num_threads()``,
             one member per core, as separate one-thread processes would run); 1 runs them in
             turn, each with all the process's threads.
+        data: where the batches come from. ``"host"``: each member's own
+            :class:`~dislab.train.batches.BatchSource` (the batches its ``fit`` run draws),
+            copied to the device every step; ``"device"``: the data set's full grid held on
+            the pack's device (:class:`~dislab.data.device.DeviceGrid`) and each step's
+            indices drawn there from the members' seeds and the step number
+            (:class:`~dislab.data.device.DeviceBatches`; other batches than the host path's,
+            from the same distribution), with no host work and no copy per step; ``"auto"``
+            (default): ``"device"`` on CUDA, ``"host"`` elsewhere. Pair methods
+            (``batch_kind == "pairs"``) and data sets a grid cannot hold (too large for the
+            device, ``fresh=True``, a custom factor sampler) use the host path (with a
+            warning when ``"device"`` was asked). A resumed member keeps the path its
+            checkpoint was written with (with ``"auto"``; an explicit other path is an
+            error).
     """
 
     precision: str = "fp32"
@@ -111,8 +130,12 @@ class PackOptions:
     tf32: bool = True
     execution: str = "auto"
     workers: int | None = None
+    data: str = "auto"
 
     def validate(self) -> PackOptions:
+        if self.data not in ("auto", "host", "device"):
+            raise DislabError(f"PackOptions: data={self.data!r} must be 'auto', 'host' or "
+                              "'device'.")
         if self.precision not in ("fp32", "bf16"):
             raise DislabError(f"PackOptions: precision={self.precision!r} must be 'fp32' or "
                               "'bf16'.")
@@ -179,6 +202,8 @@ class _Member:
     cpu_gen: torch.Generator  # the lone run's global CPU generator
     gen: torch.Generator  # where its step noise comes from (cpu_gen, or a CUDA generator)
     run: RunFolder | None = None
+    #: the batch path its checkpoint was written with ("host" or "device"); None: a new run
+    resumed_kind: str | None = None
 
     @property
     def folder(self) -> RunFolder:
@@ -189,8 +214,21 @@ class _Member:
 
 
 # -- batches -------------------------------------------------------------------------------------
+def device_batches_state(step: int) -> dict[str, Any]:
+    """A member's batch state on the device path (its checkpoint's ``data_rng``): the draws
+    are a function of the seed and the step, so the step is all there is to keep."""
+    return {"kind": "device", "step": int(step)}
+
+
+def batches_kind(state: Any) -> str:
+    """``"device"`` for a :func:`device_batches_state`, else ``"host"`` (a BatchSource's
+    numpy Generator state)."""
+    return "device" if isinstance(state, dict) and state.get("kind") == "device" else "host"
+
+
 class PackBatches:
-    """The members' batches, stacked ``(K, B, *obs)`` (``(K, B, 2, *obs)`` for pairs).
+    """The members' batches from the host, stacked ``(B, K, *obs)`` (``(B, K, 2, *obs)`` for
+    pairs) and copied to the pack's device.
 
     Each member keeps its own :class:`BatchSource` (drawn without its own thread);
     :meth:`states` are the members' generator states before the next batch the pack will
@@ -246,6 +284,71 @@ class PackBatches:
         self._draws.stop()
 
 
+class PackDeviceBatches:
+    """The members' batches drawn and gathered on the grid's device, ``(B, K, *obs)`` as
+    :class:`PackBatches` gives them (the interface ``_Pack`` uses: ``next``, ``states``,
+    ``rewind``, ``keep``, ``close``).
+
+    Member ``k``'s batch of update ``t`` (0-based) is
+    ``grid.gather(DeviceBatches([seed_k], batch_size, len(grid)).indices(t))[0]``: it
+    depends on that member's seed and the step only, not on the other members. The state is
+    the step count (:func:`device_batches_state`); ``step`` is the first update's number.
+    """
+
+    def __init__(self, grid: DeviceGrid, seeds: Sequence[int], batch_size: int,
+                 step: int = 0) -> None:
+        self.grid = grid
+        self.seeds = [int(s) for s in seeds]
+        self.batch_size = int(batch_size)
+        self.step = self._prev = int(step)
+        self._draws = DeviceBatches(self.seeds, self.batch_size, len(grid), grid.device)
+
+    def __next__(self) -> torch.Tensor:
+        index = self._draws.indices(self.step)  # (K, B)
+        xs = self.grid.gather(index.t())  # (B, K, *obs)
+        self._prev, self.step = self.step, self.step + 1
+        return xs
+
+    def states(self) -> list[dict[str, Any]]:
+        return [device_batches_state(self.step) for _ in self.seeds]
+
+    def rewind(self) -> None:
+        """Forget the last batch (its update was interrupted)."""
+        self.step = self._prev
+
+    def keep(self, index: list[int]) -> None:
+        """Keep only the members at ``index`` (in that order)."""
+        self.seeds = [self.seeds[i] for i in index]
+        if self.seeds:
+            self._draws = DeviceBatches(self.seeds, self.batch_size, len(self.grid),
+                                        self.grid.device)
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
+
+def _device_grid(options: PackOptions, data: Any, device: torch.device, batch_kind: str,
+                 progress: bool) -> DeviceGrid | None:
+    """The data set's grid on ``device`` when ``options.data`` resolves to the device path,
+    else ``None`` (the host path; a one-line warning when ``"device"`` was asked)."""
+    if options.data == "host" or (options.data == "auto" and device.type != "cuda"):
+        return None
+    asked = options.data == "device"
+    if batch_kind == "pairs":
+        if asked:
+            warnings.warn("PackOptions(data='device'): pair batches are drawn on the host "
+                          "(dislab.data.pairs); the pack uses the host path.", stacklevel=3)
+        return None
+    try:
+        return DeviceGrid.from_data(data, device, progress=progress)
+    except DataError as e:
+        if asked:
+            msg = " ".join(str(e).split())
+            warnings.warn(f"PackOptions(data='device'): {msg} The pack uses the host path.",
+                          stacklevel=3)
+        return None
+
+
 # -- the vectorised model -------------------------------------------------------------------------
 class _Call(torch.nn.Module):
     """``forward(batch, step) = method.loss(batch, step)``, for ``functional_call``."""
@@ -297,7 +400,8 @@ class _Group:
 class _Pack:
     """K members trained as one vectorised model (all at the same step)."""
 
-    def __init__(self, members: list[_Member], options: PackOptions) -> None:
+    def __init__(self, members: list[_Member], options: PackOptions,
+                 grid: DeviceGrid | None = None) -> None:
         self.members = members
         self.options = options
         self.owns_members = False
@@ -319,8 +423,15 @@ class _Pack:
         self.frozen_names += [n for n in named if n not in optimised and n not in
                               self.frozen_names]
         self._load_from_templates()
-        self.batches = PackBatches([m.trainer.batches for m in members], self.cfg0.prefetch,
-                                   self.device)
+        # where the batches come from: the grid on the device (draws there), or the host
+        self.batches: PackBatches | PackDeviceBatches
+        if grid is not None:
+            self.batches = PackDeviceBatches(grid, [m.cfg.seed for m in members],
+                                             tr0.batches.batch_size, self.step)
+        else:
+            self.batches = PackBatches([m.trainer.batches for m in members],
+                                       self.cfg0.prefetch, self.device)
+        self.data = "device" if grid is not None else "host"
         self.draws: list[noise.Draw] | None = None
         self.step_t = torch.tensor(self.step, dtype=torch.int64, device=self.device)
         self.window: dict[str, torch.Tensor] = {}
@@ -733,9 +844,11 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
     :func:`dislab.train.fit` does, and a member equals its run trained alone with ``fit`` (same
     batches, same noise, same updates, up to float rounding). A member whose loss becomes
     NaN/inf stops alone (status ``failed``, ``fit``'s message, its last good checkpoint kept).
-    ``resume=True`` continues every member from its checkpoint (members at different steps
-    train as separate packs, in order of step). Configs that cannot share a pack (different
-    :func:`pack_key`, or ``None``) raise a DislabError naming the difference.
+    ``resume=True`` continues every member from its checkpoint (members at different steps,
+    or checkpointed on different batch paths, train as separate packs, in order of step).
+    With ``options.data`` on the device path (CUDA's default) the members draw other batches
+    than ``fit`` (the same distribution; :class:`PackOptions`). Configs that cannot share a
+    pack (different :func:`pack_key`, or ``None``) raise a DislabError naming the difference.
     """
     options = (options or PackOptions()).validate()
     if isinstance(configs, (dict, TrainConfig)) or not len(configs):
@@ -779,6 +892,16 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
                 created.append(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             members.append(_build_member(c, data, res))
+        tr0 = members[0].trainer
+        grid = _device_grid(options, data, tr0.device, tr0.batch_kind, progress)
+        paths = _member_paths(members, options, grid)
+        if "device" in paths and grid is None:  # resumed device-batch members (data="auto")
+            try:
+                grid = DeviceGrid.from_data(data, tr0.device, progress=progress)
+            except DataError as e:
+                raise DislabError(f"The run {members[paths.index('device')].cfg.out!r} was "
+                                  "checkpointed with its batches drawn on the device and "
+                                  f"resumes only there, but {e}") from None
     except BaseException:
         for m in reversed(members):
             m.trainer.close()
@@ -793,12 +916,13 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
     try:
         for m, res in zip(members, resuming):
             m.run = RunFolder(m.cfg, m.trainer.step, m.trainer.train_seconds, res)
-        order: dict[int, list[int]] = {}
-        for i, m in enumerate(members):
-            order.setdefault(m.trainer.step, []).append(i)
-        for step in sorted(order):
-            idx = order[step]
-            _train(_Pack([members[i] for i in idx], options), progress)
+        order: dict[tuple[int, str], list[int]] = {}
+        for i, (m, path) in enumerate(zip(members, paths)):
+            order.setdefault((m.trainer.step, path), []).append(i)
+        for step, path in sorted(order):
+            idx = order[step, path]
+            _train(_Pack([members[i] for i in idx], options,
+                         grid if path == "device" else None), progress)
         statuses = [dict(m.folder.status) for m in members]
     finally:
         for m in members:
@@ -823,10 +947,33 @@ def pack_trainer(configs: Sequence[TrainConfig | dict[str, Any]], data: Any = No
     if None in keys or len(keys) != 1:
         raise DislabError("pack_trainer needs configs that share one pack_key.")
     data = data if data is not None else _load_data(cfgs[0])
-    pack = _Pack([_build_member(c, data, False) for c in cfgs],
-                 (options or PackOptions()).validate())
+    options = (options or PackOptions()).validate()
+    members = [_build_member(c, data, False) for c in cfgs]
+    tr0 = members[0].trainer
+    grid = _device_grid(options, data, tr0.device, tr0.batch_kind, progress=False)
+    pack = _Pack(members, options, grid)
     pack.owns_members = True
     return pack
+
+
+def _member_paths(members: list[_Member], options: PackOptions,
+                  grid: DeviceGrid | None) -> list[str]:
+    """Each member's batch path, ``"host"`` or ``"device"``: a new member's is the pack's
+    (``"device"`` when ``grid`` is set), a resumed member's is its checkpoint's, so that it
+    continues exactly (a DislabError when ``options.data`` asked for the other path)."""
+    pack_path = "device" if grid is not None else "host"
+    out = []
+    for m in members:
+        path = m.resumed_kind or pack_path
+        if path != pack_path and options.data != "auto":
+            raise DislabError(
+                f"The run {m.cfg.out!r} was checkpointed with its batches drawn on the {path} "
+                f"path, but this pack draws them on the {pack_path} path (PackOptions(data="
+                f"{options.data!r})); a run resumes exactly only on its own path. Resume it "
+                f"with data='auto' (each member keeps its path), or delete its checkpoint "
+                "folder to train it again.")
+        out.append(path)
+    return out
 
 
 def _build_member(cfg: TrainConfig, data: Any, resuming: bool) -> _Member:
@@ -841,14 +988,18 @@ def _build_member(cfg: TrainConfig, data: Any, resuming: bool) -> _Member:
     if trainer.device.type == "cuda":
         gen = torch.Generator(device=trainer.device)
         gen.manual_seed(cfg.seed)
+    kind = None
     if resuming:
         path = Path(cfg.out) / CHECKPOINT
         tensors, meta = ckpt.load_tensors(path, "checkpoint")
+        kind = batches_kind(meta.get("data_rng"))
+        if kind == "device":  # the draws follow from the step: the host source stays unused
+            meta = {**meta, "data_rng": trainer.batches.state()}
         trainer.load_state(tensors, meta, str(path))
         cpu_gen.set_state(tensors["rng/torch"])
         if gen is not cpu_gen and "rng/cuda" in tensors:
             gen.set_state(tensors["rng/cuda"])
-    return _Member(cfg, trainer, cpu_gen, gen)
+    return _Member(cfg, trainer, cpu_gen, gen, resumed_kind=kind)
 
 
 def _train(pack: _Pack, progress: bool) -> None:
