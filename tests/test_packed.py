@@ -443,3 +443,182 @@ def test_members_in_threads_equal_members_in_turn(tmp_path: Path) -> None:
     assert torch.get_num_threads() == 1  # fit_pack put the thread count back
     for i in range(3):
         equal_runs(tmp_path / f"one{i}", tmp_path / f"two{i}")
+
+
+# -- (g) batches drawn and gathered on the device (PackOptions(data=...)) -----------------------
+def dev(execution: str = "members", **kw: object) -> packed.PackOptions:
+    return opts(execution, data="device", **kw)
+
+
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_device_pack_equals_its_members_packed_alone(tmp_path: Path, execution: str) -> None:
+    """With data="device" a member's batches depend on its seed and the step only: a pack of
+    three equals the three runs each in a pack of one (K = 1, its own convolutions, as fit's),
+    on the same path. Member by member that is bit for bit; vmapped, the losses agree to 1e-5
+    and the weights to 1e-5 in norm over the whole model (per tensor, Adam follows the sign of
+    the few nearly-zero gradients, which the grouped convolutions round differently)."""
+    configs = three(tmp_path, "pack", steps=30, log_every=5, checkpoint_every=10)
+    statuses = fit_pack(configs, progress=False, options=dev(execution))
+    assert [s["status"] for s in statuses] == ["done"] * 3
+    for i, c in enumerate(configs):
+        alone = {**c, "out": str(tmp_path / f"alone{i}")}
+        fit_pack([alone], progress=False, options=dev("members"))
+        run, ref = tmp_path / f"pack{i}", Path(alone["out"])
+        if execution == "members":
+            equal_runs(run, ref)
+            continue
+        close_history(history(run), history(ref))
+        sa, sb = load_run(run)[0].state_dict(), load_run(ref)[0].state_dict()
+        va = torch.cat([v.flatten() for v in sa.values()])
+        vb = torch.cat([sb[k].flatten() for k in sa])
+        assert torch.linalg.vector_norm(va - vb) <= RTOL * torch.linalg.vector_norm(vb)
+    # another batch stream than the host path's (same distribution, other draws)
+    host = fit_pack(three(tmp_path, "host", steps=30, log_every=5), progress=False,
+                    options=opts(execution, data="host"))
+    assert host[0]["final_logs"]["loss"] != statuses[0]["final_logs"]["loss"]
+
+
+def test_device_batches_are_the_grid_gathered_at_the_drawn_indices(tmp_path: Path) -> None:
+    """The batch a member's step gets is grid.gather(DeviceBatches([seed], B, N).indices(t)),
+    bit for bit the host images of those grid points, laid out (B, K, *obs)."""
+    from dislab.data.device import DeviceBatches, DeviceGrid
+    from train_helpers import tiny_data
+
+    configs = three(tmp_path, "g")
+    pack = packed.pack_trainer(configs, options=dev())
+    seen: list[torch.Tensor] = []
+    step_fn = pack._step_fn
+
+    def spy(params, frozen, hp, xs, draws, step):
+        seen.append(xs.clone())
+        return step_fn(params, frozen, hp, xs, draws, step)
+
+    pack._step_fn = spy
+    try:
+        assert pack.data == "device" and isinstance(pack.batches, packed.PackDeviceBatches)
+        for _ in range(3):
+            pack.train_step()
+        assert pack.batches.states() == [{"kind": "device", "step": 3}] * 3
+    finally:
+        pack.close()
+    data = tiny_data()
+    grid = DeviceGrid.from_data(data, "cpu", progress=False)
+    for t, xs in enumerate(seen):
+        assert xs.shape == (16, 3, 1, 16, 16)
+        for k, c in enumerate(configs):
+            idx = DeviceBatches([c["seed"]], 16, len(data)).indices(t)[0]
+            assert torch.equal(xs[:, k], grid.gather(idx))
+            assert np.array_equal(xs[:, k].numpy(), data.images_from_index(idx.numpy()))
+    assert not torch.equal(seen[0][:, 0], seen[1][:, 0])
+    assert not torch.equal(seen[0][:, 0], seen[0][:, 1])
+
+
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_device_pack_resumes_exactly(tmp_path: Path, execution: str) -> None:
+    """Stopped at step 10 and resumed to 20, a device-batch pack equals the uninterrupted
+    one bit for bit; its checkpoints record the path and the step."""
+    full = three(tmp_path, "full", steps=20, log_every=5, checkpoint_every=4)
+    fit_pack(full, progress=False, options=dev(execution))
+    part = three(tmp_path, "part", steps=10, log_every=5, checkpoint_every=4)
+    fit_pack(part, progress=False, options=dev(execution))
+    _, meta = ckpt.load_tensors(tmp_path / "part1" / "checkpoint/checkpoint.safetensors")
+    assert meta["data_rng"] == {"kind": "device", "step": 10}
+    fit_pack([{**c, "steps": 20} for c in part], progress=False, resume=True,
+             options=dev(execution))
+    for i in range(3):
+        equal_runs(tmp_path / f"full{i}", tmp_path / f"part{i}")
+
+
+def test_device_pack_interrupted_mid_window_resumes_exactly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyboardInterrupt inside update 13: the interrupted batch is drawn again on resume
+    (the state is the step before it), and data="auto" on the CPU keeps the checkpoint's
+    device path."""
+    kw = dict(steps=20, log_every=4, checkpoint_every=100)
+    fit_pack(three(tmp_path, "full", **kw), progress=False, options=dev())
+    step_once = packed._Pack._adam
+    armed = {"on": True}
+
+    def interrupted(self, grads):
+        if self.step == 13 and armed["on"]:
+            armed["on"] = False
+            raise KeyboardInterrupt
+        return step_once(self, grads)
+
+    monkeypatch.setattr(packed._Pack, "_adam", interrupted)
+    part = three(tmp_path, "part", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        fit_pack(part, progress=False, options=dev())
+    _, meta = ckpt.load_tensors(tmp_path / "part0" / "checkpoint/checkpoint.safetensors")
+    assert meta["data_rng"] == {"kind": "device", "step": 13} and meta["step"] == 13
+    fit_pack(part, progress=False, resume=True, options=opts("members"))  # data="auto"
+    for i in range(3):
+        equal_runs(tmp_path / f"full{i}", tmp_path / f"part{i}")
+
+
+def test_device_checkpoint_resumes_only_on_its_path(tmp_path: Path) -> None:
+    """A device-batch checkpoint cannot continue exactly on the host: fit and a pack asked
+    for data="host" refuse it with a clear error and leave the run as it was; a host-batch
+    checkpoint likewise refuses data="device"."""
+    fit_pack(three(tmp_path, "d", steps=4, checkpoint_every=2)[:2], progress=False,
+             options=dev())
+    d0 = three(tmp_path, "d", steps=8)[0]
+    with pytest.raises(DislabError, match="drawn on the device.*fit_pack"):
+        fit(d0, progress=False, resume=True)
+    with pytest.raises(DislabError, match="on the device path.*data='auto'"):
+        fit_pack([d0], progress=False, resume=True, options=opts("members", data="host"))
+    assert json.loads((tmp_path / "d0" / "status.json").read_text())["step"] == 4
+    fit_pack(three(tmp_path, "h", steps=4, checkpoint_every=2)[:1], progress=False)
+    with pytest.raises(DislabError, match="on the host path"):
+        fit_pack([three(tmp_path, "h", steps=8)[0]], progress=False, resume=True,
+                 options=dev())
+    with pytest.raises(DislabError, match="data"):
+        packed.PackOptions(data="gpu").validate()
+
+
+@pytest.mark.parametrize("execution", EXECUTIONS)
+def test_nan_member_fails_alone_on_device_batches(tmp_path: Path, execution: str) -> None:
+    """A member whose loss becomes NaN leaves the pack; the others are exactly the pack
+    without it (their device batches do not depend on the other members)."""
+    kw = dict(model="test_nan_from", steps=20, log_every=2, checkpoint_every=5)
+    a, b, c = three(tmp_path, "m", **kw)
+    b["hparams"] = {**b["hparams"], "nan_at": 7}
+    statuses = fit_pack([a, b, c], progress=False, options=dev(execution))
+    assert [s["status"] for s in statuses] == ["done", "failed", "done"]
+    assert statuses[1]["step"] == 8 and "checkpoint (step 5)" in statuses[1]["error"]
+    fit_pack([{**a, "out": str(tmp_path / "w0")}, {**c, "out": str(tmp_path / "w2")}],
+             progress=False, options=dev(execution))
+    equal_runs(tmp_path / "m0", tmp_path / "w0")
+    equal_runs(tmp_path / "m2", tmp_path / "w2")
+
+
+def test_data_auto_is_host_on_the_cpu(tmp_path: Path) -> None:
+    pack = packed.pack_trainer(three(tmp_path, "a"))
+    try:
+        assert pack.data == "host" and isinstance(pack.batches, packed.PackBatches)
+    finally:
+        pack.close()
+
+
+def test_device_data_falls_back_to_host_with_a_warning(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pair methods draw their batches on the host, and so does a grid that does not fit the
+    device: data="device" says so in one warning line; "auto" is silent."""
+    import warnings
+
+    from dislab.data import device as device_module
+
+    pairs = [cfg(tmp_path, f"p{i}", model="ada_gvae", batch_size=8, seed=i) for i in range(2)]
+    with pytest.warns(UserWarning, match="pair batches are drawn on the host") as rec:
+        pack = packed.pack_trainer(pairs, options=dev())
+    pack.close()
+    assert pack.data == "host" and "\n" not in str(rec[0].message)
+    monkeypatch.setattr(device_module, "_free_bytes", lambda device: 1000)
+    with pytest.warns(UserWarning, match="only 0.00 GiB are free.*uses the host path") as rec:
+        pack = packed.pack_trainer(three(tmp_path, "s"), options=dev())
+    pack.close()
+    assert pack.data == "host" and "\n" not in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pack = packed.pack_trainer(pairs, options=opts("members", data="auto"))
+        pack.close()
