@@ -893,7 +893,9 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
             run_dir.mkdir(parents=True, exist_ok=True)
             members.append(_build_member(c, data, res))
         tr0 = members[0].trainer
-        grid = _device_grid(options, data, tr0.device, tr0.batch_kind, progress)
+        grid = None
+        if options.data != "auto" or any(m.resumed_kind is None for m in members):
+            grid = _device_grid(options, data, tr0.device, tr0.batch_kind, progress)
         paths = _member_paths(members, options, grid)
         if "device" in paths and grid is None:  # resumed device-batch members (data="auto")
             try:
