@@ -111,7 +111,7 @@ class Loop:
                  threads: int | None = None, copies: int = 1) -> None:
         ctx = mp.get_context("spawn")
         options = {"precision": args.precision, "compile": args.compile,
-                   "execution": args.execution, "workers": args.workers}
+                   "execution": args.execution, "workers": args.workers, "data": args.data}
         self.pipes, self.procs = [], []
         for _ in range(copies):
             parent, child = ctx.Pipe()
@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None,
                     help="members run at once in threads of one core each (PackOptions.workers; "
                          "default: the pack's default)")
+    ap.add_argument("--data", default="auto", choices=("auto", "host", "device"),
+                    help="where a pack's batches are drawn (PackOptions.data; auto: the device "
+                         "on CUDA, the host on the CPU)")
     args = ap.parse_args(argv)
     ks = [int(x) for x in args.k.split(",") if x]
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -841,13 +841,14 @@ def fit_pack(configs: Sequence[TrainConfig | dict[str, Any]], progress: bool = T
     content, in order.
 
     Every config writes its own run folder (``config["out"]``) exactly as
-    :func:`dislab.train.fit` does, and a member equals its run trained alone with ``fit`` (same
-    batches, same noise, same updates, up to float rounding). A member whose loss becomes
+    :func:`dislab.train.fit` does. On the host batch path (the CPU default) a member equals its
+    run trained alone with ``fit`` (same batches, same noise, same updates, up to float
+    rounding); on the device path (CUDA's default) it draws other batches of the same
+    distribution (``options.data``, :class:`PackOptions`). A member whose loss becomes
     NaN/inf stops alone (status ``failed``, ``fit``'s message, its last good checkpoint kept).
     ``resume=True`` continues every member from its checkpoint (members at different steps,
     or checkpointed on different batch paths, train as separate packs, in order of step).
-    With ``options.data`` on the device path (CUDA's default) the members draw other batches
-    than ``fit`` (the same distribution; :class:`PackOptions`). Configs that cannot share a
+    Configs that cannot share a
     pack (different :func:`pack_key`, or ``None``) raise a DislabError naming the difference.
     """
     options = (options or PackOptions()).validate()
