@@ -14,7 +14,7 @@ scoring) are scored two ways, in one process, on the same device:
 It prints models scored per minute both ways and their ratio, plus the encoding alone:
 images/s (K models × grid points) of :func:`dislab.representation.many.encode_runs` (the vectorised
 pass on CUDA; model by model on CPU, where it is faster) against one model's
-:func:`dislab.metrics.cache.encode_grid`. Both ways write the same ``metrics.json`` format;
+:func:`dislab.representation.encode.encode_grid`. Both ways write the same ``metrics.json`` format;
 the values agree to the codes' float rounding (tests/test_pack_eval.py).
 
     python benchmarks/pack_eval.py --device cpu --k 1,4
@@ -36,9 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from dislab.data import load as load_data  # noqa: E402
-from dislab.metrics.cache import encode_grid  # noqa: E402
 from dislab.metrics.many import evaluate_runs  # noqa: E402
 from dislab.metrics.suite import evaluate_run, resolve_metrics  # noqa: E402
+from dislab.representation.encode import encode_grid  # noqa: E402
 from dislab.representation.many import encode_runs  # noqa: E402
 from dislab.train import TrainConfig  # noqa: E402
 from dislab.train.checkpoint import save_weights  # noqa: E402

@@ -15,9 +15,9 @@ import torch
 from dislab import models
 from dislab.errors import DislabError
 from dislab.metrics.base import CodeTable
-from dislab.metrics.cache import encode_grid
 from dislab.metrics.many import evaluate_runs
 from dislab.models.stacked import StackedEncoder
+from dislab.representation.encode import encode_grid
 from dislab.train import fit, load_run
 
 GRID = {"scales": 2, "orientations": 2, "positions": 4}  # 192 sprites

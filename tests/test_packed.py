@@ -248,6 +248,20 @@ def test_resumed_pack_equals_uninterrupted_pack(tmp_path: Path, execution: str) 
         equal_runs(tmp_path / f"full{i}", tmp_path / f"part{i}")
 
 
+def _interrupt_update(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Ctrl-C inside the pack's update ``step`` (0-based), once: that update never happens."""
+    step_once = packed._Pack._adam
+    armed = {"on": True}
+
+    def interrupted(self, grads):
+        if self.step == step and armed["on"]:
+            armed["on"] = False
+            raise KeyboardInterrupt
+        return step_once(self, grads)
+
+    monkeypatch.setattr(packed._Pack, "_adam", interrupted)
+
+
 @pytest.mark.parametrize("execution", EXECUTIONS)
 def test_pack_interrupted_mid_window_resumes_exactly(tmp_path: Path, execution: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,16 +270,7 @@ def test_pack_interrupted_mid_window_resumes_exactly(tmp_path: Path, execution: 
     uninterrupted one."""
     kw = dict(steps=20, log_every=4, checkpoint_every=100, prefetch=True)
     fit_pack(three(tmp_path, "full", **kw), progress=False, options=opts(execution))
-    step_once = packed._Pack._adam
-    armed = {"on": True}
-
-    def interrupted(self, grads):  # the update of step 13 never happens
-        if self.step == 13 and armed["on"]:
-            armed["on"] = False
-            raise KeyboardInterrupt
-        return step_once(self, grads)
-
-    monkeypatch.setattr(packed._Pack, "_adam", interrupted)
+    _interrupt_update(monkeypatch, 13)
     part = three(tmp_path, "part", **kw)
     with pytest.raises(KeyboardInterrupt):
         fit_pack(part, progress=False, options=opts(execution))
@@ -536,16 +541,7 @@ def test_device_pack_interrupted_mid_window_resumes_exactly(
     device path."""
     kw = dict(steps=20, log_every=4, checkpoint_every=100)
     fit_pack(three(tmp_path, "full", **kw), progress=False, options=dev())
-    step_once = packed._Pack._adam
-    armed = {"on": True}
-
-    def interrupted(self, grads):
-        if self.step == 13 and armed["on"]:
-            armed["on"] = False
-            raise KeyboardInterrupt
-        return step_once(self, grads)
-
-    monkeypatch.setattr(packed._Pack, "_adam", interrupted)
+    _interrupt_update(monkeypatch, 13)
     part = three(tmp_path, "part", **kw)
     with pytest.raises(KeyboardInterrupt):
         fit_pack(part, progress=False, options=dev())

@@ -96,7 +96,7 @@ def _encode_speed(model: Any, data: Any, device: str) -> float:
     4096 images, tracing included (so slightly pessimistic)."""
     import numpy as np
 
-    from dislab.metrics.cache import encode_rows
+    from dislab.representation.encode import encode_rows
 
     index = np.arange(min(4096, len(data)))
     t0 = time.perf_counter()
@@ -403,10 +403,10 @@ def run(
     candidates: list[dict[str, Any]] = []
     chosen = dirs[0]
     if runs > 1:
-        from dislab.train.loop import _load_data
+        from dislab.representation import run_data
 
         say("dislab quickstart: choosing the seed with the lowest loss on held-out pairs ...")
-        data = _load_data(TrainConfig.from_dict(cfgs[0]))
+        data, _ = run_data(TrainConfig.from_dict(cfgs[0]))
         for s, d in zip(seeds, dirs):
             candidates.append({"seed": s, "run": str(d), "objective": objective(d, data),
                                "steps": _status(d).get("step")})

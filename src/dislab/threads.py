@@ -18,9 +18,18 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["thread_env", "set_process_threads", "apply_env_threads", "torch_threads"]
+__all__ = ["thread_env", "set_process_threads", "apply_env_threads", "torch_threads",
+           "usable_cores"]
 
 _VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DISLAB_THREADS")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all cores where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS / Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def thread_env(threads: int) -> dict[str, str]:

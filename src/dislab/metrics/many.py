@@ -28,6 +28,7 @@ from typing import Any
 from dislab.errors import DislabError
 from dislab.metrics.base import MetricError
 from dislab.representation.many import default_pack, encode_runs
+from dislab.threads import usable_cores
 
 __all__ = ["evaluate_runs", "encode_runs", "default_pack"]
 
@@ -42,13 +43,6 @@ def _init_worker(threads: int) -> None:
     from dislab.threads import set_process_threads
 
     set_process_threads(threads)
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def evaluate_runs(
@@ -113,7 +107,7 @@ def evaluate_runs(
                        max_grid=AUTO_CACHE_MAX)
     pooled = [i for i, d in enumerate(dirs) if info[d]["ready"]]
     alone = [i for i, d in enumerate(dirs) if not info[d]["ready"]]
-    cores = _cores()
+    cores = usable_cores()
     workers = int(workers) if workers else cores
     if workers < 1:
         raise MetricError(f"workers must be >= 1, got {workers}.")

@@ -12,6 +12,7 @@ to its ``codes.npz`` under the run's code-cache key
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -221,7 +222,5 @@ def _config_of(run_dir: str | os.PathLike[str]) -> Any:
 
 
 def _data_key(config: Any) -> str:
-    import json
-
     return json.dumps([config.data, config.data_path, config.data_options], sort_keys=True,
                       default=str)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 from dislab import tiny
 from dislab.errors import DislabError
 from dislab.study.spec import StudySpec
-from dislab.threads import torch_threads
+from dislab.threads import torch_threads, usable_cores
 
 __all__ = [
     "expand",
@@ -76,10 +75,7 @@ SHAPE_FALLBACK = (3, 64, 64)
 
 def default_workers() -> int:
     """Worker processes for the local backend: the usable cores of this machine."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def _canonical(obj: Any) -> str:
