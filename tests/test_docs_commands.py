@@ -231,6 +231,11 @@ def test_tiny_sizes_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
     assert got == {"num_train": (10, 100), "num_test": 30}  # bins untouched, smaller kept
     runs = [{"method": m, "run_id": f"{m}{s}"} for m in ("a", "b", "c") for s in (0, 1)]
     assert [r["run_id"] for r in tiny.study_runs(runs)] == ["a0", "b0"]
+    # a study's own dSprites grid gives way to the toy grid; other options stay
+    thin = {"method": "a", "run_id": "t", "train": {
+        "data": "dsprites", "data_options": {"positions": 16, "orientations": 10, "seed": 3}}}
+    assert tiny.study_runs([thin])[0]["train"]["data_options"] == {"seed": 3}
+    assert thin["train"]["data_options"]["positions"] == 16  # the spec's run is not changed
     assert tiny.render_subset(("a", "b"), (3, 40), {"a": [1]}) == {"a": [1], "b": [0, 39]}
     import dislab.data as dd
 

@@ -407,8 +407,10 @@ def run(
 
         say("dislab quickstart: choosing the seed with the lowest loss on held-out pairs ...")
         data, _ = run_data(TrainConfig.from_dict(cfgs[0]))
+        pairs = tiny.OBJECTIVE_PAIRS if tiny.enabled() else 2048  # objective's default
         for s, d in zip(seeds, dirs):
-            candidates.append({"seed": s, "run": str(d), "objective": objective(d, data),
+            candidates.append({"seed": s, "run": str(d),
+                               "objective": objective(d, data, pairs=pairs),
                                "steps": _status(d).get("step")})
         best = min(range(runs), key=lambda i: candidates[i]["objective"])
         chosen = dirs[best]

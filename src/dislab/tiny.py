@@ -14,8 +14,14 @@ central places only:
 * :func:`dislab.metrics.run_metrics` caps the metrics' sample sizes (:func:`metric_params`;
   ``metrics.json`` records the sizes used);
 * :func:`dislab.study.driver.run_study` runs at most :data:`STUDY_RUNS` runs, each of another
-  method where it can (:func:`study_runs`), and ``study plan`` times one step per method;
-* ``dislab quickstart`` trains a fixed :data:`STEPS` steps instead of its time budget;
+  method where it can, on the toy grid even where the study chooses a dSprites grid
+  (:func:`study_runs`), and ``study plan`` times one step per method;
+* local process pools start no processes: a study's local workers and the quickstart's
+  seeds (:func:`dislab.study.backends.run_in_pool`) and the scoring of ``dislab evaluate
+  RUN...`` (:func:`dislab.metrics.many.evaluate_runs`) run their jobs in this process, one
+  after another (the pools themselves are tested at small sizes, not through this switch);
+* ``dislab quickstart`` trains a fixed :data:`STEPS` steps instead of its time budget and
+  compares its seeds on :data:`OBJECTIVE_PAIRS` held-out pairs;
 * ``dislab data render`` keeps two values of every factor not already subset
   (:func:`render_subset`).
 """
@@ -40,6 +46,8 @@ _GRID_OPTIONS = ("shapes", "scales", "orientations", "positions", "subset")
 #: Training steps and batch size at most.
 STEPS = 3
 BATCH = 8
+#: Held-out pairs on which the quickstart compares its seeds.
+OBJECTIVE_PAIRS = 64
 #: Runs of a study at most.
 STUDY_RUNS = 2
 #: Metric sample-size parameters (registered defaults' names) -> their cap.
@@ -102,8 +110,9 @@ def metric_params(defaults: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dic
 
 
 def study_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """At most :data:`STUDY_RUNS` of ``runs``, the first of each method first (all of them
-    when toy sizes are off)."""
+    """At most :data:`STUDY_RUNS` of ``runs``, the first of each method first, with the grid
+    options of a rendered dSprites-family set removed so that it gets the toy grid (all of
+    them, as given, when toy sizes are off)."""
     runs = list(runs)
     if not enabled():
         return runs
@@ -112,7 +121,17 @@ def study_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         first.setdefault(run.get("method", ""), run)
     chosen = list(first.values())[:STUDY_RUNS]
     chosen += [r for r in runs if r not in chosen][:STUDY_RUNS - len(chosen)]
-    return [r for r in runs if r in chosen]  # in the study's order
+    out = []
+    for run in runs:  # in the study's order
+        if run not in chosen:
+            continue
+        train = run.get("train", {})
+        if train.get("data") in _DSPRITES and not train.get("data_path"):
+            options = {k: v for k, v in (train.get("data_options") or {}).items()
+                       if k not in _GRID_OPTIONS}
+            run = {**run, "train": {**train, "data_options": options}}
+        out.append(run)
+    return out
 
 
 def render_subset(names: Sequence[str], sizes: Sequence[int],

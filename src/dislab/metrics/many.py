@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from dislab import tiny
 from dislab.errors import DislabError
 from dislab.metrics.base import MetricError
 from dislab.representation.many import default_pack, encode_runs
@@ -108,7 +109,7 @@ def evaluate_runs(
     pooled = [i for i, d in enumerate(dirs) if info[d]["ready"]]
     alone = [i for i, d in enumerate(dirs) if not info[d]["ready"]]
     cores = usable_cores()
-    workers = int(workers) if workers else cores
+    workers = int(workers) if workers else (1 if tiny.enabled() else cores)  # DISLAB_TINY
     if workers < 1:
         raise MetricError(f"workers must be >= 1, got {workers}.")
     workers = min(workers, max(1, len(pooled)))

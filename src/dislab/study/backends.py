@@ -29,9 +29,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from dislab import tiny
 from dislab.errors import DislabError
 from dislab.study.runner import DEFAULT_RUN_FN, execute_pack, execute_run
-from dislab.threads import thread_env
+from dislab.threads import thread_env, torch_threads
 
 __all__ = ["run_in_pool", "run_local", "run_ray", "run_slurm", "BACKENDS"]
 
@@ -97,6 +98,8 @@ def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers:
     """
     if not jobs:
         return []
+    if tiny.enabled():  # DISLAB_TINY: toy jobs run here, one after another
+        return _run_here(fn, jobs, slots=slots, on_start=on_start, on_done=on_done)
     results: list[Any] = []
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(workers, len(jobs)))
@@ -154,6 +157,32 @@ def run_in_pool(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *, workers:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    return results
+
+
+def _run_here(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], *,
+              slots: list[Any] | None, on_start: Callable[[tuple[Any, ...]], None] | None,
+              on_done: Callable[[Any], None] | None) -> list[Any]:
+    """:func:`run_in_pool`'s jobs in this process, in order (``DISLAB_TINY``: the documented
+    commands' toy runs start no worker processes); the thread settings the jobs make are
+    undone afterwards."""
+    saved = {k: os.environ.get(k) for k in thread_env(1)}
+    results: list[Any] = []
+    try:
+        with torch_threads(None):
+            for args in jobs:
+                if on_start:
+                    on_start(args)
+                result = fn(*args) if slots is None else fn(*args, None)
+                results.append(result)
+                if on_done:
+                    on_done(result)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return results
 
 
