@@ -50,8 +50,10 @@ def mlflow_server(tmp_path: Path):
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
            str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
            "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
+    # no job-execution workers (MLflow's background jobs): tracking needs none of them
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     try:
         deadline = time.time() + 240  # a loaded 2-core machine starts it slowly
         while True:
