@@ -48,12 +48,7 @@ def test_time_budget_caps_steps_and_keeps_reserve(tmp_path: Path) -> None:
     quickstart.run(out=out, minutes=0.05, metrics="mig", progress=False, runs=1, **TINY)
     assert json.loads((out / "status.json").read_text())["step"] == quickstart._PROBE_STEPS
     assert (out / "report" / "index.html").exists()
-    # two candidates side by side: the same plan, each candidate to max_steps
-    out = tmp_path / "c"
-    quickstart.run(out=out, minutes=10, max_steps=40, metrics="mig", progress=False, runs=2,
-                   **{**TINY, "threads": None})
-    for s in (0, 1):
-        assert json.loads((out / f"seed_{s}" / "status.json").read_text())["step"] == 40
+    # two candidates side by side on a budget: test_two_seeds_side_by_side_...
 
 
 def test_plan_reserve() -> None:
@@ -103,9 +98,11 @@ def _help() -> str:
 
 
 def test_two_seeds_side_by_side_keep_the_lower_objective(tmp_path: Path) -> None:
+    # on a time budget: the same plan for both, each candidate to max_steps (probe included)
     out = tmp_path / "qs"
-    index = quickstart.run(out=out, steps=4, metrics="mig", progress=False, runs=2, seed=3,
-                           **{**TINY, "threads": None})
+    top = quickstart._PROBE_STEPS + 4
+    index = quickstart.run(out=out, minutes=10, max_steps=top, metrics="mig", progress=False,
+                           runs=2, seed=3, **{**TINY, "threads": None})
     summary = json.loads((out / "quickstart.json").read_text())
     cands = summary["candidates"]
     assert [c["seed"] for c in cands] == [3, 4]
@@ -117,15 +114,15 @@ def test_two_seeds_side_by_side_keep_the_lower_objective(tmp_path: Path) -> None
     for c in cands:
         cfg = json.loads((Path(c["run"]) / "config.json").read_text())
         assert cfg["seed"] == c["seed"] and cfg["threads"] == max(1, quickstart._cores() // 2)
-        assert json.loads((Path(c["run"]) / "status.json").read_text())["step"] == 4
+        assert json.loads((Path(c["run"]) / "status.json").read_text())["step"] == top
     # out/index.html opens the kept seed's report
     rel = index.relative_to(out).as_posix()
     assert f'url={rel}"' in (out / "index.html").read_text()
     # the same command with more steps resumes both candidates
-    quickstart.run(out=out, steps=6, metrics="mig", progress=False, runs=2, seed=3,
+    quickstart.run(out=out, steps=top + 2, metrics="mig", progress=False, runs=2, seed=3,
                    **{**TINY, "threads": None})
     for c in cands:
-        assert json.loads((Path(c["run"]) / "status.json").read_text())["step"] == 6
+        assert json.loads((Path(c["run"]) / "status.json").read_text())["step"] == top + 2
 
 
 def test_objective_prefers_the_trained_model_and_is_deterministic(tmp_path: Path) -> None:
