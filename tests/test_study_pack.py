@@ -153,17 +153,8 @@ def test_plan_estimates_packs() -> None:
     assert packed["seconds"] == pytest.approx(plain["seconds"])
 
 
-@pytest.mark.slow
-def test_tiny_real_study_in_packs_equals_the_unpacked_one(tmp_path: Path) -> None:
-    spec = parse_spec(TINY)
-    plain = run_study(spec, tmp_path / "plain", workers=2, threads=1, progress=False)
-    packed = run_study(spec, tmp_path / "packed", workers=2, threads=1, progress=False, pack=4)
-    assert (plain["done"], packed["done"], packed["failed"]) == (8, 8, 0), packed["errors"]
-    a = pd.read_parquet(tmp_path / "plain" / "results.parquet")
-    b = pd.read_parquet(tmp_path / "packed" / "results.parquet")
-    cols = [c for c in _columns(a) if c != "error"]
-    assert "metric.mig.discrete_mig" in cols and a["metric.mig.discrete_mig"].notna().all()
-    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=False, rtol=1e-5, atol=1e-6)
+# A tiny real study in packs gives the unpacked table: test_study_real.py, beside the same
+# study on the local pool and on Ray.
 
 
 @pytest.mark.slow
