@@ -17,7 +17,7 @@ trap 'chmod -R u+w "$PKG"; rm -rf "$WORK"' EXIT
 cd "$WORK"
 "$BIN/dislab" --help > /dev/null
 "$BIN/dislab" data list > /dev/null
-"$BIN/dislab" study plan small_dsprites > /dev/null  # a preset read from the package
+"$BIN/dislab" study plan small_dsprites --no-measure > /dev/null  # a preset from the package
 "$BIN/dislab" train --model beta_vae --steps 20 --batch-size 16 --log-every 5 \
     --checkpoint-every 20 --image-every 0 --threads 2 --compile off --quiet \
     --data-option 'subset={"orientation": 4, "posX": 8, "posY": 8}' --out run
