@@ -228,7 +228,9 @@ def test_tiny_sizes_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (cfg.steps, cfg.batch_size) == (tiny.STEPS, tiny.BATCH)
     got = tiny.metric_params({"num_train": (10, 100, 1000), "num_test": 5000, "num_bins": 20},
                              {"num_test": 30})
-    assert got == {"num_train": (10, 100), "num_test": 30}  # bins untouched, smaller kept
+    assert got == {"num_train": (10,), "num_test": 30}  # bins untouched, smaller kept
+    assert tiny.metric_params({"num_train": (10,)}, {"num_train": (100, 1000)}) == {
+        "num_train": (tiny.TRAIN_SIZE,)}  # a study's own sizes: one, the toy size
     runs = [{"method": m, "run_id": f"{m}{s}"} for m in ("a", "b", "c") for s in (0, 1)]
     assert [r["run_id"] for r in tiny.study_runs(runs)] == ["a0", "b0"]
     # a study's own dSprites grid gives way to the toy grid; other options stay

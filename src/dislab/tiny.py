@@ -46,6 +46,9 @@ _GRID_OPTIONS = ("shapes", "scales", "orientations", "positions", "subset")
 #: Training steps and batch size at most.
 STEPS = 3
 BATCH = 8
+#: The one training-set size a downstream task keeps (its cross-validated fits at larger
+#: sizes took most of a toy evaluation's time).
+TRAIN_SIZE = 10
 #: Held-out pairs on which the quickstart compares its seeds.
 OBJECTIVE_PAIRS = 64
 #: Runs of a study at most.
@@ -90,8 +93,8 @@ def train_config(cfg: Any) -> Any:
 
 def metric_params(defaults: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """A metric's keyword arguments with its sample sizes capped (:data:`METRIC_CAPS`; a tuple
-    of training sizes keeps those under the cap, or the cap); ``kwargs`` as given when toy
-    sizes are off."""
+    of training sizes, the downstream tasks', keeps one: its smallest, at most
+    :data:`TRAIN_SIZE`); ``kwargs`` as given when toy sizes are off."""
     out = dict(kwargs)
     if not enabled():
         return out
@@ -104,8 +107,9 @@ def metric_params(defaults: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dic
             continue
         if isinstance(value, int):
             out[name] = min(value, cap)
-        elif isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
-            out[name] = tuple(v for v in value if v <= cap) or (cap,)
+        elif isinstance(value, (tuple, list)) and value and all(isinstance(v, int)
+                                                                for v in value):
+            out[name] = (min(min(value), cap, TRAIN_SIZE),)
     return out
 
 
