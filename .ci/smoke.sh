@@ -15,6 +15,7 @@ case "$PKG" in "$REPO"/src/*) echo "smoke: dislab was imported from the source t
 chmod -R a-w "$PKG"
 trap 'chmod -R u+w "$PKG"; rm -rf "$WORK"' EXIT
 cd "$WORK"
+touch "$WORK/.start"  # as root a read-only mode stops no write: the files' times are checked
 "$BIN/dislab" --help > /dev/null
 "$BIN/dislab" data list > /dev/null
 "$BIN/dislab" study plan small_dsprites --no-measure > /dev/null  # a preset from the package
@@ -26,4 +27,9 @@ cd "$WORK"
     --param dci.num_train=500 --param dci.num_test=200 --quiet --device cpu
 "$BIN/dislab" report run --quiet  # the HTML template comes from the package
 test -s run/report/index.html
+if [ -n "$(find "$PKG" -newer "$WORK/.start" -print -quit)" ]; then
+    echo "smoke: something was written into the installed package:"
+    find "$PKG" -newer "$WORK/.start"
+    exit 1
+fi
 echo "smoke: ok ($PKG read-only)"
