@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from dislab import models  # noqa: E402
 from dislab.data import load as load_data  # noqa: E402
 from dislab.metrics.many import evaluate_runs  # noqa: E402
 from dislab.metrics.suite import evaluate_run, resolve_metrics  # noqa: E402
@@ -42,7 +43,7 @@ from dislab.representation.encode import encode_grid  # noqa: E402
 from dislab.representation.many import encode_runs  # noqa: E402
 from dislab.train import TrainConfig  # noqa: E402
 from dislab.train.checkpoint import save_weights  # noqa: E402
-from dislab.train.loop import build_model, load_run  # noqa: E402
+from dislab.train.loop import load_run  # noqa: E402
 
 #: a dSprites sub-grid for CPU runs (3 * 2 * 10 * 16 * 16 = 15 360 images)
 CPU_GRID = {"scales": 2, "orientations": 10, "positions": 16}
@@ -56,7 +57,9 @@ def make_runs(root: Path, k: int, data_options: dict, device: str) -> list[Path]
         cfg = TrainConfig(model="beta_vae", data="dsprites", data_options=dict(data_options),
                           steps=1, seed=seed, device=device, out=str(root / f"run{seed}"))
         torch.manual_seed(seed)
-        model = build_model(cfg, tuple(data.observation_shape), len(data))
+        model = models.create(cfg.model, tuple(data.observation_shape), cfg.latent_dim,
+                              arch=cfg.arch, reconstruction=cfg.reconstruction,
+                              dataset_size=len(data), **cfg.hparams)
         out = Path(cfg.out)
         out.mkdir(parents=True)
         cfg.save(out / "config.json")

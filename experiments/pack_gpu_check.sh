@@ -29,7 +29,7 @@ if [ -f benchmarks/pack_throughput.py ]; then
   timeout 110 "$PY" benchmarks/pack_throughput.py --device cuda --k 1,8,32,64,128 2>&1 \
     | tee "$OUT/pack_throughput.txt" | tail -20 | tee -a "$LOG"
 else
-  say "benchmarks/pack_throughput.py is missing in this tree (branch i17-core not merged?)"
+  say "benchmarks/pack_throughput.py is missing in this tree"
 fi
 
 say "2. evaluation per model (limit 100 s)"

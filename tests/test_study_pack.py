@@ -78,6 +78,7 @@ def test_fake_study_in_packs_equals_the_unpacked_one(tmp_path: Path) -> None:
     packed = run_study(spec, tmp_path / "packed", workers=2, run_fn=FAKE_NAN, progress=False,
                        pack=4)
     assert (packed["done"], packed["failed"]) == (plain["done"], plain["failed"]) == (4, 4)
+    assert (plain["packs"], packed["packs"]) == (0, 2)  # one task per method
     a = pd.read_parquet(tmp_path / "plain" / "results.parquet")
     b = pd.read_parquet(tmp_path / "packed" / "results.parquet")
     pd.testing.assert_frame_equal(a[_columns(a)], b[_columns(b)], check_exact=True)

@@ -56,7 +56,7 @@ def test_tiny_real_study_is_one_table_local_on_ray_and_in_packs(tmp_path: Path) 
     # `study run --pack 4`: each method's runs train as one pack (the beta-VAEs' betas differ
     # inside theirs), and the table is the unpacked one (to float rounding)
     packed = run_study(spec, tmp_path / "packed", workers=1, threads=1, progress=False, pack=4)
-    assert (packed["done"], packed["failed"]) == (6, 0), packed["errors"]
+    assert (packed["done"], packed["failed"], packed["packs"]) == (6, 0, 2), packed["errors"]
     c = pd.read_parquet(tmp_path / "packed" / "results.parquet")
     cols = ["run_id", "status"] + [x for x in a.columns
                                    if x.startswith(("metric.", "final.", "hp.", "config."))]

@@ -1,9 +1,9 @@
 """The training loop's parts: one model factory, the batch source on the data's own batch
-stream, the global random state round trip, and train importing nothing above it."""
+stream and the global random state round trip (that train imports nothing above it is
+tests/test_layers.py's check of every layer)."""
 
 from __future__ import annotations
 
-import ast
 import random
 from pathlib import Path
 from typing import ClassVar
@@ -12,45 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-import dislab
 from dislab import models
 from dislab.errors import DislabError
 from dislab.train import checkpoint as ckpt
 from dislab.train.batches import BatchSource
 from train_helpers import tiny_data
-
-TRAIN = Path(dislab.__file__).parent / "train"
-UPWARD = ("dislab.viz", "dislab.metrics", "dislab.study")
-
-
-def _imports(path: Path) -> list[str]:
-    """Every module an ``import`` / ``from ... import`` anywhere in ``path`` names (also
-    inside functions), with relative imports resolved against ``dislab.train``."""
-    out = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out.extend(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(["dislab", "train"][: 3 - node.level] + [base]).rstrip(".")
-            out.append(base)
-            out.extend(f"{base}.{a.name}" for a in node.names)
-    return out
-
-
-def test_train_imports_nothing_above_it() -> None:
-    files = sorted(TRAIN.glob("*.py"))
-    assert {f.name for f in files} >= {"loop.py", "batches.py", "run_folder.py", "pictures.py"}
-    upward = {f"{f.name}: {m}" for f in files for m in _imports(f)
-              if any(m == u or m.startswith(u + ".") for u in UPWARD)}
-    assert not upward
-
-
-def test_the_import_reader_sees_imports_inside_functions(tmp_path: Path) -> None:
-    probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from dislab.viz import images\n    import dislab.study\n")
-    assert {"dislab.viz", "dislab.viz.images", "dislab.study"} <= set(_imports(probe))
 
 
 # -- models.create ------------------------------------------------------------------------

@@ -7,23 +7,15 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
-
 import dislab.data as dd
 from dislab import models
 from dislab.models.beta_vae import BetaVAE
-
-
-def _squares(f: np.ndarray) -> np.ndarray:
-    """A 4x4 white square at (2x, 2y) on a 16x16 black image, float32 in [0, 1]."""
-    img = np.zeros((len(f), 1, 16, 16), np.float32)
-    for i, (a, b) in enumerate(f):
-        img[i, 0, 2 * a: 2 * a + 4, 2 * b: 2 * b + 4] = 1.0
-    return img
+from dislab.testing import tiny_squares
 
 
 def tiny_data() -> dd.GroundTruthData:
-    return dd.from_function([6, 6], _squares, ["x", "y"], name="squares16")
+    """6x6 positions of a 4x4 square on 16x16 (:func:`dislab.testing.tiny_squares`)."""
+    return tiny_squares()
 
 
 @dd.register("test_squares16", "6x6 positions of a square, 1x16x16 (tests only)")

@@ -234,7 +234,11 @@ def _fit_all(cfgs: list[dict[str, Any]], target: int, progress: bool) -> None:
                               "command again to resume.")
 
 
-def objective(run_dir: str | os.PathLike[str], data: Any, pairs: int = 2048,
+#: Held-out pairs on which :func:`objective` compares the candidates.
+OBJECTIVE_PAIRS = 2048
+
+
+def objective(run_dir: str | os.PathLike[str], data: Any, pairs: int = OBJECTIVE_PAIRS,
               seed: int = 12345) -> float:
     """The run's training loss (its own objective, no labels) on ``pairs`` held-out pairs
     (methods on pairs) or ``2 x pairs`` images, the same draws for every run given ``seed``:
@@ -407,7 +411,7 @@ def run(
 
         say("dislab quickstart: choosing the seed with the lowest loss on held-out pairs ...")
         data, _ = run_data(TrainConfig.from_dict(cfgs[0]))
-        pairs = tiny.OBJECTIVE_PAIRS if tiny.enabled() else 2048  # objective's default
+        pairs = tiny.OBJECTIVE_PAIRS if tiny.enabled() else OBJECTIVE_PAIRS
         for s, d in zip(seeds, dirs):
             candidates.append({"seed": s, "run": str(d),
                                "objective": objective(d, data, pairs=pairs),

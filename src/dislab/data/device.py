@@ -1,6 +1,6 @@
 """A data set's full grid held on a torch device, and batches drawn and gathered there.
 
-The host path (:class:`dislab.train.loop.BatchSource`) renders or reads every batch on the
+The host path (:class:`dislab.train.batches.BatchSource`) renders or reads every batch on the
 CPU and copies it to the device; at many models per GPU that host work is the bottleneck.
 :class:`DeviceGrid` puts every observation of the grid on the device once, as ``uint8``:
 
@@ -221,6 +221,11 @@ class DeviceGrid:
             raise DataError(f"DeviceGrid.gather needs int64 grid indices, got {index.dtype}.")
         return index.to(self.device, non_blocking=True)
 
+    def _unpack(self, rows: torch.Tensor) -> torch.Tensor:
+        """0/1 pixels ``(n, *observation_shape)`` (uint8) of bit-packed rows ``(n, bytes)``."""
+        bits = (rows.unsqueeze(-1) >> self._shifts) & 1
+        return bits.reshape(rows.shape[0], *self.observation_shape)
+
     def gather_uint8(self, index: torch.Tensor) -> torch.Tensor:
         """uint8 images ``(*index.shape, C, H, W)`` (0..255) of grid points ``index``."""
         if self.mode == "float32":
@@ -228,27 +233,21 @@ class DeviceGrid:
         index = self._check_index(index)
         rows = self.storage[index.reshape(-1)]
         if self.mode == "bits":
-            bits = (rows.unsqueeze(-1) >> self._shifts) & 1
-            rows = bits.reshape(rows.shape[0], *self.observation_shape).mul_(255)
+            rows = self._unpack(rows).mul_(255)
         return rows.reshape(*index.shape, *self.observation_shape)
 
-    def gather(self, index: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    def gather(self, index: torch.Tensor) -> torch.Tensor:
         """Float32 observations ``(*index.shape, *observation_shape)`` in [0, 1] of grid
         points ``index`` (int64, any shape; moved to the grid's device), computed there."""
         index = self._check_index(index)
-        flat = index.reshape(-1)
-        rows = self.storage[flat]
+        rows = self.storage[index.reshape(-1)]
         if self.mode == "float32":
             out = rows
         elif self.mode == "bits":
-            bits = (rows.unsqueeze(-1) >> self._shifts) & 1
-            out = bits.reshape(rows.shape[0], *self.observation_shape).to(torch.float32)
-            out.mul_(self._one)
+            out = self._unpack(rows).to(torch.float32).mul_(self._one)
         else:
             out = rows.to(torch.float32).mul_(1.0 / 255.0)
-        if channels_last and out.dim() == 4:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out.reshape(*index.shape, *self.observation_shape) if index.dim() != 1 else out
+        return out.reshape(*index.shape, *self.observation_shape)
 
     def __repr__(self) -> str:
         return (f"<DeviceGrid {self.name!r} {len(self):,} x {self.observation_shape} "
@@ -284,8 +283,4 @@ class DeviceBatches:
         counter = self._offsets + int(step) * self.batch_size  # (B,)
         h = splitmix64(self._keys ^ splitmix64(counter).unsqueeze(0))  # (K, B)
         return _shr(h, 1) % self.size
-
-    def expected_bias(self) -> float:
-        """Upper bound of the departure from uniform of one draw (modulo bias)."""
-        return self.size / 2.0**63 if self.size > 1 else 0.0
 

@@ -120,6 +120,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``evaluate`` and ``metrics`` to the ``dislab`` command line."""
+    from dislab.representation.many import DEFAULT_PACK_CPU, DEFAULT_PACK_CUDA
+
     p = subparsers.add_parser(
         "evaluate",
         help="score a training run with disentanglement metrics (writes metrics.json)",
@@ -159,8 +161,8 @@ def register(subparsers: Any) -> None:
                    help="several RUN_DIRs: metric suites run at once in separate processes "
                    "(default: the usable cores)")
     p.add_argument("--pack", type=int, default=None,
-                   help="several RUN_DIRs: models encoded together per pass (default 64 on "
-                   "CUDA, 8 on CPU)")
+                   help="several RUN_DIRs: models encoded together per pass (default "
+                   f"{DEFAULT_PACK_CUDA} on CUDA, {DEFAULT_PACK_CPU} on CPU)")
     p.set_defaults(func=_evaluate)
 
     q = subparsers.add_parser(

@@ -28,10 +28,10 @@ from typing import Any
 from dislab import tiny
 from dislab.errors import DislabError
 from dislab.metrics.base import MetricError
-from dislab.representation.many import default_pack, encode_runs
+from dislab.representation.many import encode_runs
 from dislab.threads import usable_cores
 
-__all__ = ["evaluate_runs", "encode_runs", "default_pack"]
+__all__ = ["evaluate_runs"]
 
 def _suite(kwargs: dict[str, Any]) -> dict[str, Any]:
     """One run's metric suite (in a worker process)."""
@@ -76,6 +76,8 @@ def evaluate_runs(
     """
     if errors not in ("raise", "return"):
         raise MetricError(f"errors must be 'raise' or 'return', not {errors!r}.")
+    if workers is not None and int(workers) < 1:
+        raise MetricError(f"workers must be >= 1, got {workers}.")
     from dislab.metrics.compat import check_compat
     from dislab.metrics.suite import _check_params, resolve_metrics
 
@@ -110,8 +112,6 @@ def evaluate_runs(
     alone = [i for i, d in enumerate(dirs) if not info[d]["ready"]]
     cores = usable_cores()
     workers = int(workers) if workers else (1 if tiny.enabled() else cores)  # DISLAB_TINY
-    if workers < 1:
-        raise MetricError(f"workers must be >= 1, got {workers}.")
     workers = min(workers, max(1, len(pooled)))
     threads = max(1, cores // workers)
     bar = None

@@ -78,7 +78,6 @@ class StackedEncoder:
             raise DislabError(f"StackedEncoder: {type(models[0]).__name__} has no {method!r}.")
         self.models = models
         self.method = method
-        self.device = next(iter(devices)) if devices else torch.device("cpu")
         with torch.no_grad():
             params, buffers = torch.func.stack_module_state(models)
         self.params = {f"m.{k}": v.detach() for k, v in params.items()}

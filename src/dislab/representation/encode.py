@@ -88,8 +88,8 @@ def _weights_key(owner: Any, fn: Callable[[Any], Any], example: Any) -> tuple:
 def _frozen_encoder(encode: Callable[[Any], Any], example: Any) -> Callable[[Any], Any] | None:
     """A TorchScript-frozen copy of ``encode`` that agrees with it on ``example``, or None.
 
-    Kept per module and reused while its weights are unchanged (tracing and checking take
-    about 0.05 s on the 2-core CPU, several per cent of encoding 16k images)."""
+    Kept per module and reused while its weights are unchanged (tracing and checking cost
+    a small fraction of encoding a grid)."""
     owner = getattr(encode, "__self__", None)
     try:
         key = _weights_key(owner, encode, example)
@@ -161,8 +161,10 @@ def encode_grid(
         raise MetricError(f"encode_grid needs a GroundTruthData, got {type(data).__name__}.")
     if len(data) == 0:
         raise MetricError(f"data set {data.name!r} is empty; nothing to encode.")
-    mean, logvar = encode_rows(model, data, np.arange(len(data), dtype=np.int64), batch_size,
-                               progress, channels_last, jit, device, workers)
+    mean, logvar = encode_rows(model, data, np.arange(len(data), dtype=np.int64),
+                               batch_size=batch_size, progress=progress,
+                               channels_last=channels_last, jit=jit, device=device,
+                               workers=workers)
     return CodeTable(mean, logvar)
 
 

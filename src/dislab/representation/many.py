@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dislab.errors import DislabError, MetricError
-from dislab.representation.cache import CODES_FILE, read_matching
+from dislab.representation.cache import read_matching
 from dislab.representation.runs import TrainedRun, open_run
 from dislab.representation.table import CodeTable
 
@@ -202,7 +202,7 @@ def encode_runs(run_dirs: Sequence[str | os.PathLike[str]], device: str = "auto"
                 continue
             for k, run in enumerate(chunk):
                 CodeTable(mean[k], None if logvar is None else logvar[k],
-                          run.codes_key).save(str(run.run_dir / CODES_FILE))
+                          run.codes_key).save(str(run.codes_path))
             spent = time.perf_counter() - t0
             for key in keys:
                 info[key].update(ready=True, encoded=True, vectorised=vectorised,

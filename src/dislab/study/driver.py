@@ -122,7 +122,8 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
 
     ``workers`` parallel runs (default: the usable cores), each with ``threads`` torch threads
     (default: cores // workers, at least 1). Returns ``{"runs", "skipped", "done", "failed",
-    "table", "seconds", "errors": {run_id: error}}``. A failing run does not stop the others.
+    "packs" (tasks that were packs), "table", "seconds", "errors": {run_id: error}}``. A
+    failing run does not stop the others.
     ``slurm``: options of :func:`dislab.study.slurm.run_slurm` for ``backend="slurm"``
     (``partition``, ``time_min``, ``mem_gb``, ``account``, ``qos``, ``setup``, ``executor``).
     ``pack``: ``None`` (each run alone), ``K`` or ``"auto"``: compatible pending runs train
@@ -159,6 +160,7 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
         todo, counts = pending_runs(runs, out, retry_failed)
         tasks: list[Any] = list(todo)
         pack_note = ""
+        packs: list[Any] = []
         if pack is not None and todo:
             from dislab.study.packs import auto_pack, group_packs
 
@@ -225,6 +227,7 @@ def run_study(spec: StudySpec, out: str | Path, *, backend: str = "local",
         "skipped": counts["done"] + (0 if retry_failed else counts["failed"]),
         "done": state["done"],
         "failed": state["failed"],
+        "packs": len(packs),
         "errors": errors,
         "table": str(table) if table else None,
         "seconds": time.time() - started,

@@ -8,7 +8,7 @@ runs the method's ``loss`` once for all of them with ``torch.func.vmap`` over
 each member the run it would be alone:
 
 * **Batches** (:attr:`PackOptions.data`): on the host path each member draws from its own
-  :class:`~dislab.train.loop.BatchSource`, seeded by its config, so it sees exactly the
+  :class:`~dislab.train.batches.BatchSource`, seeded by its config, so it sees exactly the
   batches ``fit`` would draw; the K batches are stacked ``(B, K, *obs)`` (in a background
   thread when ``prefetch`` is on) and copied to the device. On the device path (CUDA's
   default) the data set's grid lives on the device (:class:`~dislab.data.device.DeviceGrid`)
